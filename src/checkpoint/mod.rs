@@ -1,0 +1,305 @@
+//! Checkpoints: burn's own format (with the model specification inside) and PyTorch import.
+//!
+//! PyTorch files are read by parsing the pickle stream without executing it (burn-store).
+//! Every load checks the file against the model and names every missing, unexpected and
+//! wrongly shaped tensor before touching the weights.
+
+pub mod layout;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use burn::module::ParamId;
+use burn::tensor::backend::Backend;
+use burn::tensor::DType;
+use burn_store::pytorch::PytorchReader;
+use burn_store::{BurnpackStore, BurnpackWriter, ModuleSnapshot, ModuleStore, TensorSnapshot};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::models::{ModelSpec, Network};
+use layout::{is_ignored_key, strip_wrapper, Layout};
+
+const SPEC_KEY: &str = "robust_eval_model";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// burnpack, written by `robust-eval`.
+    Native,
+    /// A `torch.save` file (zip or legacy pickle).
+    Pytorch,
+}
+
+/// Identifies a checkpoint by its first bytes.
+pub fn detect_format(path: &Path) -> Result<Format> {
+    let mut head = [0u8; 4];
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "cannot open checkpoint", e))?;
+    let read = file
+        .read(&mut head)
+        .map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
+    match &head[..read] {
+        b"NRUB" => Ok(Format::Native),
+        [b'P', b'K', 3, 4] => Ok(Format::Pytorch),
+        // Legacy torch.save: a pickle (protocol 2) of the magic number.
+        [0x80, 0x02, ..] | [0x80, 0x03, ..] | [0x80, 0x04, ..] => Ok(Format::Pytorch),
+        _ => Err(Error::file(
+            path,
+            "not a checkpoint: expected a robust-eval (burnpack) file or a PyTorch torch.save file",
+        )),
+    }
+}
+
+/// The model specification stored in a native checkpoint.
+pub fn read_native_spec(path: &Path) -> Result<ModelSpec> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
+    let metadata = burnpack_metadata(&bytes).map_err(|m| Error::file(path, m))?;
+    let json = metadata.get(SPEC_KEY).ok_or_else(|| {
+        Error::file(path, "burnpack file without a robust-eval model description")
+    })?;
+    serde_json::from_str(json).map_err(|e| Error::file(path, format!("bad model description: {e}")))
+}
+
+fn burnpack_metadata(bytes: &[u8]) -> std::result::Result<BTreeMap<String, String>, String> {
+    #[derive(Deserialize)]
+    struct Header {
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    }
+    const HEADER: usize = 10;
+    if bytes.len() < HEADER || &bytes[..4] != b"NRUB" {
+        return Err("not a burnpack file".into());
+    }
+    let size = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
+    let end = HEADER
+        .checked_add(size)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("truncated burnpack header")?;
+    let header: Header =
+        ciborium::de::from_reader(&bytes[HEADER..end]).map_err(|e| format!("bad burnpack header: {e}"))?;
+    Ok(header.metadata)
+}
+
+/// Writes the network and its specification in burn's format.
+pub fn save<B: Backend>(network: &Network<B>, path: &Path) -> Result<()> {
+    let spec = serde_json::to_string(network.spec()).expect("spec serialises");
+    let snapshots = network.collect(None, None, true);
+    let tmp = path.with_extension("tmp");
+    BurnpackWriter::new(snapshots)
+        .with_metadata(SPEC_KEY, &spec)
+        .write_to_file(&tmp)
+        .map_err(|e| Error::file(&tmp, format!("cannot write checkpoint: {e}")))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move checkpoint into place", e))
+}
+
+/// Builds the network a native checkpoint describes and loads its weights.
+pub fn load_native<B: Backend>(path: &Path, device: &B::Device) -> Result<Network<B>> {
+    let spec = read_native_spec(path)?;
+    let mut network = Network::new(&spec, 0, device);
+    load_weights(&mut network, path)?;
+    Ok(network)
+}
+
+/// Loads weights from a native or PyTorch checkpoint into an existing network.
+pub fn load_weights<B: Backend>(network: &mut Network<B>, path: &Path) -> Result<()> {
+    match detect_format(path)? {
+        Format::Native => {
+            let stored = read_native_spec(path)?;
+            if stored.arch != network.spec().arch
+                || stored.domain != network.spec().domain
+                || stored.num_classes != network.spec().num_classes
+                || stored.width != network.spec().width
+            {
+                return Err(Error::CheckpointMismatch {
+                    path: path.to_path_buf(),
+                    model: describe(network.spec()),
+                    details: format!("  the checkpoint holds {}", describe(&stored)),
+                });
+            }
+            let mut store = BurnpackStore::from_file(path).auto_extension(false);
+            let tensors = store
+                .get_all_snapshots()
+                .map_err(|e| Error::file(path, format!("cannot read checkpoint: {e}")))?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            apply_checked(network, path, tensors, |p, _| p.to_string(), "robust-eval")
+        }
+        Format::Pytorch => import_pytorch(network, path),
+    }
+}
+
+/// Imports an official SDNet, torchvision or pytorch_resnet_cifar10 state dict.
+pub fn import_pytorch<B: Backend>(network: &mut Network<B>, path: &Path) -> Result<()> {
+    let reader = PytorchReader::new(path)
+        .map_err(|e| Error::file(path, format!("cannot read PyTorch checkpoint: {e}")))?;
+    import_state_dict(network, path, state_dict(reader, path)?)
+}
+
+/// Imports a PyTorch checkpoint held in memory; `origin` names it in messages.
+pub fn import_pytorch_bytes<B: Backend>(network: &mut Network<B>, bytes: &[u8], origin: &Path) -> Result<()> {
+    // burn-store reads the legacy (pre-zip) format only from files.
+    let staged = tempfile::NamedTempFile::new()
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes).map(|_| f))
+        .map_err(|e| Error::io(std::env::temp_dir(), "cannot stage bundled checkpoint", e))?;
+    let reader = PytorchReader::new(staged.path())
+        .map_err(|e| Error::file(origin, format!("cannot read PyTorch checkpoint: {e}")))?;
+    import_state_dict(network, origin, state_dict(reader, origin)?)
+}
+
+fn import_state_dict<B: Backend>(
+    network: &mut Network<B>,
+    path: &Path,
+    tensors: HashMap<String, TensorSnapshot>,
+) -> Result<()> {
+    let spec = network.spec().clone();
+    let layouts = Layout::candidates(&spec);
+    // Pick the layout that explains most of the file's keys, then check it fully.
+    let best = layouts
+        .iter()
+        .copied()
+        .max_by_key(|layout| {
+            expected_keys(network, &spec, *layout)
+                .keys()
+                .filter(|k| tensors.contains_key(*k))
+                .count()
+        })
+        .expect("at least one layout");
+    apply_checked(
+        network,
+        path,
+        tensors,
+        |p, is_csc| best.pytorch_key(&spec, p, is_csc),
+        best.name(),
+    )
+}
+
+/// The state dict of a PyTorch file: bare, or under `state_dict`, with `module.` stripped and
+/// non-weight entries (step sizes, batch counters) removed.
+fn state_dict(reader: PytorchReader, path: &Path) -> Result<HashMap<String, TensorSnapshot>> {
+    let raw = reader.into_tensors();
+    let nested = raw.keys().any(|k| k.starts_with("state_dict."));
+    let mut tensors = HashMap::new();
+    for (key, snapshot) in raw {
+        let key = if nested {
+            match key.strip_prefix("state_dict.") {
+                Some(inner) => inner.to_string(),
+                None => continue, // optimizer state and other training bookkeeping
+            }
+        } else {
+            key
+        };
+        let key = strip_wrapper(&key).to_string();
+        if !is_ignored_key(&key) {
+            tensors.insert(key, snapshot);
+        }
+    }
+    if tensors.is_empty() {
+        return Err(Error::file(path, "the file holds no tensors"));
+    }
+    Ok(tensors)
+}
+
+/// Expected file keys (in the file's naming) → (internal path, shape, is_csc).
+fn expected_keys<B: Backend>(
+    network: &Network<B>,
+    spec: &ModelSpec,
+    layout: Layout,
+) -> BTreeMap<String, (String, Vec<usize>, bool)> {
+    network
+        .collect(None, None, true)
+        .into_iter()
+        .map(|s| {
+            let path = s.full_path();
+            let is_csc = s.module_type().is_some_and(|t| t.ends_with("CscLayer"));
+            (
+                layout.pytorch_key(spec, &path, is_csc),
+                (path, s.shape.to_vec(), is_csc),
+            )
+        })
+        .collect()
+}
+
+fn apply_checked<B: Backend>(
+    network: &mut Network<B>,
+    path: &Path,
+    mut tensors: HashMap<String, TensorSnapshot>,
+    external_key: impl Fn(&str, bool) -> String,
+    layout_name: &str,
+) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut wrong_shape = Vec::new();
+    let mut ready = Vec::new();
+    for snapshot in network.collect(None, None, true) {
+        let internal = snapshot.full_path();
+        let is_csc = snapshot.module_type().is_some_and(|t| t.ends_with("CscLayer"));
+        let key = external_key(&internal, is_csc);
+        match tensors.remove(&key) {
+            None => missing.push(format!("{key} {:?}", snapshot.shape.to_vec())),
+            Some(found) if found.shape.to_vec() != snapshot.shape.to_vec() => wrong_shape.push(format!(
+                "{key}: file {:?}, model {:?}",
+                found.shape.to_vec(),
+                snapshot.shape.to_vec()
+            )),
+            Some(found) => ready.push(renamed(found, &internal, snapshot.container_stack.clone())),
+        }
+    }
+    let mut unexpected: Vec<String> = tensors.keys().cloned().collect();
+    unexpected.sort();
+    if !(missing.is_empty() && wrong_shape.is_empty() && unexpected.is_empty()) {
+        let mut details = format!("  (read as the {layout_name} layout)\n");
+        for (title, items) in [
+            ("missing", &missing),
+            ("wrongly shaped", &wrong_shape),
+            ("unexpected", &unexpected),
+        ] {
+            if !items.is_empty() {
+                details.push_str(&format!("  {} {title}:\n", items.len()));
+                for item in items {
+                    details.push_str(&format!("    {item}\n"));
+                }
+            }
+        }
+        return Err(Error::CheckpointMismatch {
+            path: path.to_path_buf(),
+            model: describe(network.spec()),
+            details,
+        });
+    }
+    let result = network.apply(ready, None, None, true);
+    if !result.errors.is_empty() {
+        let list: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
+        return Err(Error::file(path, format!("cannot load tensors:\n{}", list.join("\n"))));
+    }
+    network.reset_step_caches();
+    Ok(())
+}
+
+/// The same tensor under our internal path, converted to f32 if stored otherwise.
+fn renamed(source: TensorSnapshot, internal: &str, containers: Option<Vec<String>>) -> TensorSnapshot {
+    let data_fn = source.clone_data_fn();
+    let convert = source.dtype != DType::F32;
+    let loader = std::rc::Rc::new(move || {
+        let data = data_fn()?;
+        Ok(if convert { data.convert::<f32>() } else { data })
+    });
+    TensorSnapshot::from_closure(
+        loader,
+        DType::F32,
+        source.shape.clone(),
+        internal.split('.').map(String::from).collect(),
+        containers.unwrap_or_default(),
+        ParamId::new(),
+    )
+}
+
+fn describe(spec: &ModelSpec) -> String {
+    format!(
+        "{} ({:?}, {} classes, width {})",
+        spec.name(),
+        spec.domain,
+        spec.num_classes,
+        spec.width
+    )
+}

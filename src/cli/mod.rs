@@ -1,0 +1,112 @@
+//! The command line: argument parsing and one module per command. Commands only parse, call the
+//! library and print.
+
+pub mod common;
+pub mod eval_cmd;
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+use clap::{Args, Parser, Subcommand};
+
+use crate::checkpoint;
+use crate::cli::common::ModelArgs;
+use crate::data::DatasetKind;
+use crate::device::Cpu;
+use crate::error::{Error, Result};
+use crate::models::{Domain, ModelSpec, Network, MODEL_NAMES};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "robust-eval",
+    version,
+    about = "Robustness evaluation of image classifiers (SDNet, ResNet): accuracy, attacks, corruptions"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the models with their parameter counts.
+    Models,
+    /// Clean accuracy (top-1, top-5) and throughput on a data set.
+    Eval(eval_cmd::EvalArgs),
+    /// Convert a PyTorch checkpoint into robust-eval's own format.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The checkpoint to read (PyTorch or robust-eval).
+    pub input: PathBuf,
+    /// Where to write the robust-eval checkpoint.
+    pub output: PathBuf,
+    /// Architecture of the checkpoint.
+    #[arg(long)]
+    pub model: String,
+    /// Data set the model was trained for: cifar10, cifar100 or imagenet.
+    #[arg(long, default_value = "cifar10")]
+    pub dataset: String,
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Models => list_models(),
+        Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
+        Command::Convert(args) => convert(args),
+    }
+}
+
+fn list_models() -> Result<()> {
+    let device = Default::default();
+    println!("{:<24} {:>14} {:>15} {:>11}", "model", "CIFAR-10", "ImageNet", "CSC layers");
+    for name in MODEL_NAMES {
+        let cifar: Network<Cpu> = Network::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
+        let imagenet = match ModelSpec::new(name, Domain::Imagenet, 1000) {
+            Ok(spec) => format!("{:.2} M", Network::<Cpu>::new(&spec, 0, &device).num_params() as f64 / 1e6),
+            Err(_) => "-".into(),
+        };
+        println!(
+            "{:<24} {:>12.3} M {:>15} {:>11}",
+            name,
+            cifar.num_params() as f64 / 1e6,
+            imagenet,
+            cifar.csc_count()
+        );
+    }
+    println!("\nThe 18/34 families take --width to scale every stage (e.g. --width 0.25).");
+    Ok(())
+}
+
+fn convert(args: ConvertArgs) -> Result<()> {
+    if args.input == args.output {
+        return Err(Error::input("input and output are the same file"));
+    }
+    let kind: DatasetKind = args.dataset.parse()?;
+    let model_args = ModelArgs {
+        model: Some(args.model.clone()),
+        checkpoint: Some(args.input.clone()),
+        random_init: false,
+        width: args.width,
+        lambda: None,
+        csc_steps: None,
+        csc_solver: "fista".into(),
+        seed: 0,
+    };
+    let loaded = model_args.load::<Cpu>(kind, &Default::default())?;
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::report::prepare_output_dir(dir)?;
+    }
+    checkpoint::save(&loaded.network, &args.output)?;
+    println!(
+        "wrote {} ({}, {} parameters)",
+        args.output.display(),
+        loaded.network.spec().name(),
+        loaded.network.num_params()
+    );
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! ImageNet-style folders: `<root>/<wnid>/<image>`, labelled by the standard class order
+//! (rank of the sorted WordNet id among the 1000 ILSVRC classes), decoded in parallel.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+const WNIDS: &str = include_str!("imagenet_wnids.txt");
+const NAMES: &str = include_str!("imagenet_names.txt");
+const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
+
+/// The 1000 ImageNet WordNet ids in class-index order.
+pub fn imagenet_wnids() -> Vec<&'static str> {
+    WNIDS.lines().collect()
+}
+
+/// Human-readable ImageNet class names in class-index order.
+pub fn imagenet_class_names() -> Vec<&'static str> {
+    NAMES.lines().collect()
+}
+
+/// How images are brought to the network's input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preprocess {
+    /// Resize the shorter side to `resize` (bilinear, antialiased), then centre-crop `crop`.
+    ResizeCrop { resize: u32, crop: u32 },
+    /// Use the images as stored (e.g. ImageNet-C, already 224×224); all must share one size.
+    AsIs { size: u32 },
+}
+
+impl Preprocess {
+    pub const IMAGENET: Self = Self::ResizeCrop { resize: 256, crop: 224 };
+
+    fn output_side(&self) -> u32 {
+        match *self {
+            Self::ResizeCrop { crop, .. } => crop,
+            Self::AsIs { size } => size,
+        }
+    }
+}
+
+pub struct ImageFolder {
+    root: PathBuf,
+    samples: Vec<(PathBuf, usize)>,
+    preprocess: Preprocess,
+}
+
+impl ImageFolder {
+    /// An ImageNet folder with the standard Resize(256) + CenterCrop(224).
+    pub fn imagenet(root: &Path) -> Result<Self> {
+        Self::open(root, Preprocess::IMAGENET)
+    }
+
+    pub fn open(root: &Path, preprocess: Preprocess) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::file(root, "not a directory of class folders (<wnid>/<image>)"));
+        }
+        let wnids = imagenet_wnids();
+        let mut samples = Vec::new();
+        for class_dir in sorted_entries(root)? {
+            if !class_dir.is_dir() {
+                continue;
+            }
+            let name = class_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let label = wnids.binary_search(&name).map_err(|_| {
+                Error::file(
+                    &class_dir,
+                    format!("folder '{name}' is not one of the 1000 ImageNet WordNet ids (like n01440764)"),
+                )
+            })?;
+            let images: Vec<PathBuf> = sorted_entries(&class_dir)?
+                .into_iter()
+                .filter(|p| has_image_extension(p))
+                .collect();
+            if images.is_empty() {
+                return Err(Error::file(&class_dir, "class folder holds no images"));
+            }
+            samples.extend(images.into_iter().map(|p| (p, label)));
+        }
+        if samples.is_empty() {
+            return Err(Error::file(root, "no class folders with images found"));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            samples,
+            preprocess,
+        })
+    }
+
+    pub fn path(&self, index: usize) -> &Path {
+        &self.samples[index].0
+    }
+
+    fn decode(&self, index: usize) -> Result<Vec<u8>> {
+        let path = &self.samples[index].0;
+        let img = image::open(path)
+            .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?
+            .to_rgb8();
+        let img = match self.preprocess {
+            Preprocess::ResizeCrop { resize, crop } => center_crop(&resize_shorter(&img, resize), crop),
+            Preprocess::AsIs { size } => {
+                if img.dimensions() != (size, size) {
+                    return Err(Error::file(
+                        path,
+                        format!("image is {:?}, expected {size}×{size}", img.dimensions()),
+                    ));
+                }
+                img
+            }
+        };
+        Ok(to_chw(&img))
+    }
+}
+
+impl Dataset for ImageFolder {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+    fn image_shape(&self) -> [usize; 3] {
+        let side = self.preprocess.output_side() as usize;
+        [3, side, side]
+    }
+    fn num_classes(&self) -> usize {
+        1000
+    }
+    fn label(&self, index: usize) -> usize {
+        self.samples[index].1
+    }
+    fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>> {
+        let images: Vec<Vec<u8>> = indices.par_iter().map(|&i| self.decode(i)).collect::<Result<_>>()?;
+        Ok(images.concat())
+    }
+    fn source(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, "cannot list directory", e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// torchvision's Resize(int): the shorter side becomes `target`, the longer one scales with it
+/// (truncated), bilinear with antialiasing.
+pub fn resize_shorter(img: &RgbImage, target: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (target, (target as u64 * h as u64 / w as u64) as u32)
+    } else {
+        ((target as u64 * w as u64 / h as u64) as u32, target)
+    };
+    if (nw, nh) == (w, h) {
+        return img.clone();
+    }
+    image::imageops::resize(img, nw, nh, FilterType::Triangle)
+}
+
+/// torchvision's CenterCrop: offsets `round((side − crop) / 2)` with Python's ties-to-even.
+pub fn center_crop(img: &RgbImage, crop: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let left = ((w.saturating_sub(crop)) as f64 / 2.0).round_ties_even() as u32;
+    let top = ((h.saturating_sub(crop)) as f64 / 2.0).round_ties_even() as u32;
+    image::imageops::crop_imm(img, left, top, crop.min(w), crop.min(h)).to_image()
+}
+
+/// HWC RGB → CHW planes.
+pub fn to_chw(img: &RgbImage) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    let plane = (w * h) as usize;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        out[i] = px[0];
+        out[plane + i] = px[1];
+        out[2 * plane + i] = px[2];
+    }
+    out
+}

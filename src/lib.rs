@@ -1,0 +1,19 @@
+//! robust-eval: robustness evaluation of image classifiers, built around SDNet.
+//!
+//! Layout: [`csc`] (the sparse-coding layer), [`nn`] (PyTorch-layout layers), [`models`] (the zoo),
+//! [`data`] (CIFAR binaries, ImageNet folders), [`checkpoint`] (native format, PyTorch import),
+//! [`eval`] (the evaluation loop), [`report`] (CSV/JSON), [`device`] (backend selection).
+
+pub mod bundled;
+pub mod checkpoint;
+pub mod cli;
+pub mod csc;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod models;
+pub mod nn;
+pub mod report;
+
+pub use error::{Error, Result};

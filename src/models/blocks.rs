@@ -1,0 +1,184 @@
+//! The pieces every network is assembled from: a convolution that is either plain or sparse
+//! coding, the stem, and the residual block.
+
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+
+use crate::csc::{CscConfig, CscLayer};
+use crate::models::spec::CscSettings;
+use crate::nn::{BatchNorm2d, Conv2d, Mode};
+
+/// A convolution: a plain one, or a CSC layer solving for a sparse code.
+#[derive(Module, Debug)]
+pub enum ConvLayer<B: Backend> {
+    Plain(Conv2d<B>),
+    Sparse(CscLayer<B>),
+}
+
+/// Shape of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl<B: Backend> ConvLayer<B> {
+    pub fn plain(shape: ConvShape, rng: &mut StdRng, device: &B::Device) -> Self {
+        let ConvShape {
+            c_in,
+            c_out,
+            kernel,
+            stride,
+            padding,
+        } = shape;
+        Self::Plain(Conv2d::new(c_in, c_out, kernel, stride, padding, rng, device))
+    }
+
+    pub fn sparse(
+        shape: ConvShape,
+        settings: &CscSettings,
+        rng: &mut StdRng,
+        device: &B::Device,
+    ) -> Self {
+        let mut config = CscConfig::new(shape.c_in, shape.c_out, shape.kernel, shape.stride, shape.padding);
+        config.lambda = settings.lambda;
+        config.n_steps = settings.n_steps;
+        config.solver = settings.solver;
+        Self::Sparse(CscLayer::new(config, rng, device))
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Plain(conv) => conv.forward(x),
+            Self::Sparse(csc) => csc.forward(x),
+        }
+    }
+
+    pub fn csc(&self) -> Option<&CscLayer<B>> {
+        match self {
+            Self::Sparse(csc) => Some(csc),
+            Self::Plain(_) => None,
+        }
+    }
+
+    pub fn csc_mut(&mut self) -> Option<&mut CscLayer<B>> {
+        match self {
+            Self::Sparse(csc) => Some(csc),
+            Self::Plain(_) => None,
+        }
+    }
+}
+
+/// What follows the first convolution of the stem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StemStyle {
+    pub relu: bool,
+    pub max_pool: bool,
+}
+
+/// conv → BN → [ReLU] → [max-pool | CSC stride 2].
+#[derive(Module, Debug)]
+pub struct Stem<B: Backend> {
+    pub conv: ConvLayer<B>,
+    pub bn: BatchNorm2d<B>,
+    /// sdnet-all on ImageNet replaces the max-pool with a stride-2 CSC layer.
+    pub pool_csc: Option<CscLayer<B>>,
+    #[module(skip)]
+    pub style: StemStyle,
+}
+
+impl<B: Backend> Stem<B> {
+    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        let mut out = self.bn.forward(self.conv.forward(x), mode);
+        if self.style.relu {
+            out = relu(out);
+        }
+        if self.style.max_pool {
+            out = max_pool2d(out, [3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        if let Some(csc) = &self.pool_csc {
+            out = csc.forward(out);
+        }
+        out
+    }
+}
+
+/// The residual path of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residual {
+    /// Add the input unchanged (or through `projection` when present).
+    Identity,
+    /// He et al. option A: subsample by 2 and zero-pad `pad` channels on each side.
+    PadChannels { pad: usize },
+    /// No residual connection at all (sdnet-all without shortcut).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockStyle {
+    /// ReLU between the two convolutions (ResNet); SDNet-all relies on the non-negative codes.
+    pub inner_relu: bool,
+    pub residual: Residual,
+}
+
+/// 1×1 convolution + BN on the shortcut when the shape changes.
+#[derive(Module, Debug)]
+pub struct Projection<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: BatchNorm2d<B>,
+}
+
+/// Two 3×3 convolutions with BatchNorm and a residual connection.
+#[derive(Module, Debug)]
+pub struct BasicBlock<B: Backend> {
+    pub conv1: ConvLayer<B>,
+    pub bn1: BatchNorm2d<B>,
+    pub conv2: ConvLayer<B>,
+    pub bn2: BatchNorm2d<B>,
+    pub shortcut: Option<Projection<B>>,
+    #[module(skip)]
+    pub style: BlockStyle,
+}
+
+impl<B: Backend> BasicBlock<B> {
+    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        let mut out = self.bn1.forward(self.conv1.forward(x.clone()), mode);
+        if self.style.inner_relu {
+            out = relu(out);
+        }
+        out = self.bn2.forward(self.conv2.forward(out), mode);
+        match self.style.residual {
+            Residual::None => out,
+            Residual::Identity => {
+                let skip = match &self.shortcut {
+                    Some(p) => p.bn.forward(p.conv.forward(x), mode),
+                    None => x,
+                };
+                relu(out + skip)
+            }
+            Residual::PadChannels { pad } => relu(out + pad_channels(x, pad)),
+        }
+    }
+
+    pub fn csc_layers_mut(&mut self) -> Vec<&mut CscLayer<B>> {
+        [&mut self.conv1, &mut self.conv2]
+            .into_iter()
+            .filter_map(|c| c.csc_mut())
+            .collect()
+    }
+}
+
+/// `x[:, :, ::2, ::2]` zero-padded with `pad` channels before and after.
+fn pad_channels<B: Backend>(x: Tensor<B, 4>, pad: usize) -> Tensor<B, 4> {
+    let sub = max_pool2d(x, [1, 1], [2, 2], [0, 0], [1, 1], false);
+    let [n, _, h, w] = sub.dims();
+    let zeros = Tensor::zeros([n, pad, h, w], &sub.device());
+    Tensor::cat(vec![zeros.clone(), sub, zeros], 1)
+}

@@ -1,0 +1,277 @@
+//! One classifier type for the whole zoo: normalisation → stem → stages of blocks → pool → linear.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::csc::{CscConfig, CscLayer, CscOutput, Solver};
+use crate::models::blocks::{
+    BasicBlock, BlockStyle, ConvLayer, ConvShape, Projection, Residual, Stem, StemStyle,
+};
+use crate::models::spec::{Arch, Domain, ModelSpec};
+use crate::nn::{channel_view, BatchNorm2d, Conv2d, Linear, Mode};
+
+#[derive(Module, Debug)]
+pub struct Network<B: Backend> {
+    pub stem: Stem<B>,
+    pub stages: Vec<Vec<BasicBlock<B>>>,
+    pub linear: Linear<B>,
+    #[module(skip)]
+    spec: ModelSpec,
+}
+
+/// Which CSC layers a λ change applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LambdaTarget {
+    /// The first CSC layer only (what the paper's test-time defense changes).
+    First,
+    /// Every CSC layer.
+    All,
+}
+
+impl<B: Backend> Network<B> {
+    /// A randomly initialised network; the same seed gives the same weights on every backend.
+    pub fn new(spec: &ModelSpec, seed: u64, device: &B::Device) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let stem = build_stem(spec, &mut rng, device);
+        let widths = spec.stage_widths();
+        let mut c_in = widths[0];
+        let mut stages = Vec::new();
+        for (index, (&n_blocks, &c_out)) in spec.arch.blocks().iter().zip(&widths).enumerate() {
+            let first_stride = if index == 0 { 1 } else { 2 };
+            let mut blocks = Vec::new();
+            for b in 0..n_blocks {
+                let stride = if b == 0 { first_stride } else { 1 };
+                blocks.push(build_block(spec, c_in, c_out, stride, &mut rng, device));
+                c_in = c_out;
+            }
+            stages.push(blocks);
+        }
+        let linear = Linear::new(c_in, spec.num_classes, &mut rng, device);
+        Self {
+            stem,
+            stages,
+            linear,
+            spec: spec.clone(),
+        }
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Logits for images in [0,1], in inference mode (BatchNorm running statistics).
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_mode(images, Mode::Eval)
+    }
+
+    /// Logits with BatchNorm in training mode (batch statistics, running-stat updates).
+    pub fn forward_train(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_mode(images, Mode::Train)
+    }
+
+    pub fn forward_mode(&self, images: Tensor<B, 4>, mode: Mode) -> Tensor<B, 2> {
+        let mut x = self.stem.forward(self.normalize(images), mode);
+        for block in self.stages.iter().flatten() {
+            x = block.forward(x, mode);
+        }
+        let [n, c, _, _] = x.dims();
+        let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
+        self.linear.forward(pooled)
+    }
+
+    /// Code and per-sample statistics of the first CSC layer (the stem) on these images.
+    /// `None` for networks without CSC layers.
+    pub fn first_csc_output(&self, images: Tensor<B, 4>) -> Option<CscOutput<B>> {
+        match &self.stem.conv {
+            ConvLayer::Sparse(csc) => Some(csc.forward_with_stats(self.normalize(images))),
+            ConvLayer::Plain(_) => None,
+        }
+    }
+
+    /// Every CSC layer in forward order.
+    pub fn csc_layers_mut(&mut self) -> Vec<&mut CscLayer<B>> {
+        let mut layers = Vec::new();
+        if let Some(csc) = self.stem.conv.csc_mut() {
+            layers.push(csc);
+        }
+        if let Some(csc) = self.stem.pool_csc.as_mut() {
+            layers.push(csc);
+        }
+        for block in self.stages.iter_mut().flatten() {
+            layers.extend(block.csc_layers_mut());
+        }
+        layers
+    }
+
+    /// Sets λ of the targeted CSC layers; returns how many layers changed.
+    pub fn set_lambda(&mut self, target: LambdaTarget, lambda: f64) -> usize {
+        let mut layers = self.csc_layers_mut();
+        if target == LambdaTarget::First {
+            layers.truncate(1);
+        }
+        for layer in &mut layers {
+            layer.set_lambda(lambda);
+        }
+        let changed = layers.len();
+        if target == LambdaTarget::All {
+            self.spec.csc.lambda = lambda;
+        }
+        changed
+    }
+
+    /// Sets the number of unrolled iterations and the extrapolation of every CSC layer.
+    pub fn set_csc_steps(&mut self, n_steps: usize, solver: Solver) {
+        for layer in self.csc_layers_mut() {
+            layer.set_steps(n_steps, solver);
+        }
+        self.spec.csc.n_steps = n_steps;
+        self.spec.csc.solver = solver;
+    }
+
+    pub fn csc_count(&self) -> usize {
+        let stem = usize::from(self.stem.conv.csc().is_some()) + usize::from(self.stem.pool_csc.is_some());
+        let blocks: usize = self
+            .stages
+            .iter()
+            .flatten()
+            .map(|b| usize::from(b.conv1.csc().is_some()) + usize::from(b.conv2.csc().is_some()))
+            .sum();
+        stem + blocks
+    }
+
+    /// Forget cached CSC step sizes (weights were replaced).
+    pub fn reset_step_caches(&mut self) {
+        for layer in self.csc_layers_mut() {
+            layer.reset_step_cache();
+        }
+    }
+
+    fn normalize(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (mean, std) = self.spec.normalization();
+        let device = images.device();
+        let n = images.dims()[0];
+        // (x − mean) / std as one multiply-add per channel.
+        let scale: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+        let shift: Vec<f32> = mean.iter().zip(&std).map(|(m, s)| -m / s).collect();
+        let scale = Tensor::<B, 1>::from_data(TensorData::new(scale, [3]), &device);
+        let shift = Tensor::<B, 1>::from_data(TensorData::new(shift, [3]), &device);
+        images * channel_view(scale, n) + channel_view(shift, n)
+    }
+}
+
+fn build_stem<B: Backend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::Device) -> Stem<B> {
+    let width = spec.stage_widths()[0];
+    let shape = match spec.domain {
+        Domain::Cifar => ConvShape {
+            c_in: 3,
+            c_out: width,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        Domain::Imagenet => ConvShape {
+            c_in: 3,
+            c_out: width,
+            kernel: 7,
+            stride: 2,
+            padding: 3,
+        },
+    };
+    let imagenet = spec.domain == Domain::Imagenet;
+    let (conv, style) = match spec.arch {
+        Arch::Resnet { .. } | Arch::CifarResnet { .. } => (
+            ConvLayer::plain(shape, rng, device),
+            StemStyle {
+                relu: true,
+                max_pool: imagenet,
+            },
+        ),
+        Arch::Sdnet { .. } => (
+            ConvLayer::sparse(shape, &spec.csc, rng, device),
+            StemStyle {
+                relu: false,
+                max_pool: imagenet,
+            },
+        ),
+        Arch::SdnetAll { .. } => (
+            ConvLayer::sparse(shape, &spec.csc, rng, device),
+            StemStyle {
+                relu: false,
+                max_pool: false,
+            },
+        ),
+    };
+    let bn = BatchNorm2d::new(width, device);
+    let pool_csc = (imagenet && matches!(spec.arch, Arch::SdnetAll { .. })).then(|| {
+        let mut config = CscConfig::new(width, width, 3, 2, 1);
+        config.lambda = spec.csc.lambda;
+        config.n_steps = spec.csc.n_steps;
+        config.solver = spec.csc.solver;
+        CscLayer::new(config, rng, device)
+    });
+    Stem {
+        conv,
+        bn,
+        pool_csc,
+        style,
+    }
+}
+
+fn build_block<B: Backend>(
+    spec: &ModelSpec,
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> BasicBlock<B> {
+    let shape1 = ConvShape {
+        c_in,
+        c_out,
+        kernel: 3,
+        stride,
+        padding: 1,
+    };
+    let shape2 = ConvShape {
+        c_in: c_out,
+        c_out,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let reshapes = stride != 1 || c_in != c_out;
+    let sparse = matches!(spec.arch, Arch::SdnetAll { .. });
+    let (conv1, conv2) = if sparse {
+        (
+            ConvLayer::sparse(shape1, &spec.csc, rng, device),
+            ConvLayer::sparse(shape2, &spec.csc, rng, device),
+        )
+    } else {
+        (ConvLayer::plain(shape1, rng, device), ConvLayer::plain(shape2, rng, device))
+    };
+    let bn1 = BatchNorm2d::new(c_out, device);
+    let bn2 = BatchNorm2d::new(c_out, device);
+    let (residual, projected) = match spec.arch {
+        Arch::CifarResnet { .. } if reshapes => (Residual::PadChannels { pad: c_out / 4 }, false),
+        Arch::SdnetAll { shortcut: false, .. } => (Residual::None, false),
+        _ => (Residual::Identity, reshapes),
+    };
+    let shortcut = projected.then(|| Projection {
+        conv: Conv2d::new(c_in, c_out, 1, stride, 0, rng, device),
+        bn: BatchNorm2d::new(c_out, device),
+    });
+    BasicBlock {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        shortcut,
+        style: BlockStyle {
+            inner_relu: !sparse,
+            residual,
+        },
+    }
+}

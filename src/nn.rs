@@ -1,0 +1,178 @@
+//! Small layers in PyTorch's parameter layout, so checkpoints map one-to-one.
+//!
+//! BatchNorm takes an explicit [`Mode`]: burn's own BatchNorm switches to batch statistics
+//! whenever the backend has autodiff, which would silently break every gradient attack.
+
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+/// Whether a forward pass trains (batch statistics, running-stat updates) or infers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Running statistics, no state changes: evaluation and attacks.
+    Eval,
+    /// Batch statistics and momentum updates of the running statistics.
+    Train,
+}
+
+/// Uniform U(-bound, bound) tensor drawn on the host, so initialisation is identical on every backend.
+pub fn uniform_tensor<B: Backend, const D: usize>(
+    shape: [usize; D],
+    bound: f64,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| rng.random_range(-bound..=bound) as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Standard-normal tensor drawn on the host.
+pub fn normal_tensor<B: Backend, const D: usize>(
+    shape: [usize; D],
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// 2-D convolution without bias (all convolutions in ResNets are followed by BatchNorm).
+#[derive(Module, Debug)]
+pub struct Conv2d<B: Backend> {
+    /// [out, in, k, k], as in PyTorch.
+    pub weight: Param<Tensor<B, 4>>,
+    stride: usize,
+    padding: usize,
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// PyTorch's default initialisation: U(±1/√fan_in).
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        rng: &mut StdRng,
+        device: &B::Device,
+    ) -> Self {
+        let bound = 1.0 / ((c_in * kernel * kernel) as f64).sqrt();
+        let weight = uniform_tensor([c_out, c_in, kernel, kernel], bound, rng, device);
+        Self {
+            weight: Param::from_tensor(weight),
+            stride,
+            padding,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let options = ConvOptions::new(
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            1,
+        );
+        conv2d(x, self.weight.val(), None, options)
+    }
+}
+
+/// Fully connected layer with PyTorch's [out, in] weight layout.
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn new(d_in: usize, d_out: usize, rng: &mut StdRng, device: &B::Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        Self {
+            weight: Param::from_tensor(uniform_tensor([d_out, d_in], bound, rng, device)),
+            bias: Param::from_tensor(uniform_tensor([d_out], bound, rng, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.matmul(self.weight.val().transpose()) + self.bias.val().unsqueeze_dim(0)
+    }
+}
+
+/// BatchNorm over the channel axis of NCHW tensors, PyTorch semantics (eps 1e-5, momentum 0.1,
+/// unbiased variance in the running estimate).
+#[derive(Module, Debug)]
+pub struct BatchNorm2d<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    pub running_var: RunningState<Tensor<B, 1>>,
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+impl<B: Backend> BatchNorm2d<B> {
+    pub fn new(channels: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            running_mean: RunningState::new(Tensor::zeros([channels], device)),
+            running_var: RunningState::new(Tensor::ones([channels], device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        match mode {
+            Mode::Eval => self.forward_eval(x),
+            Mode::Train => self.forward_train(x),
+        }
+    }
+
+    fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        // Fold the statistics into one scale and shift per channel: two ops on the activation.
+        let inv_std = self.running_var.value().add_scalar(BN_EPS).sqrt().recip();
+        let scale = self.weight.val() * inv_std;
+        let shift = self.bias.val() - self.running_mean.value() * scale.clone();
+        let n = x.dims()[0];
+        x * channel_view(scale, n) + channel_view(shift, n)
+    }
+
+    fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let count = n * h * w;
+        let per_channel = x.clone().swap_dims(0, 1).reshape([c, count]);
+        let mean = per_channel.clone().mean_dim(1).reshape([c]);
+        let centered = per_channel - mean.clone().unsqueeze_dim(1);
+        let var = centered.square().mean_dim(1).reshape([c]);
+
+        let unbiased = var.clone().detach() * (count as f64 / (count.max(2) - 1) as f64);
+        let running_mean = self.running_mean.value_sync() * (1.0 - BN_MOMENTUM)
+            + mean.clone().detach() * BN_MOMENTUM;
+        let running_var = self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
+        self.running_mean.update(running_mean);
+        self.running_var.update(running_var);
+
+        let inv_std = var.add_scalar(BN_EPS).sqrt().recip();
+        let scale = self.weight.val() * inv_std;
+        let shift = self.bias.val() - mean * scale.clone();
+        x * channel_view(scale, n) + channel_view(shift, n)
+    }
+}
+
+/// A per-channel vector as [n, C, 1, 1]. Repeating it over the batch (n·C values) lets the CPU
+/// backend take its fast per-row broadcast path instead of a strided loop over every element.
+pub fn channel_view<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+    let c = v.dims()[0];
+    v.reshape([1, c, 1, 1]).repeat_dim(0, n)
+}

@@ -1,0 +1,150 @@
+//! Results on disk: JSON with the exact settings, CSV tables, a resumable per-sample journal, and
+//! progress bars.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// Creates the output directory and proves it is writable, before any long computation starts.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create output directory", e))?;
+    let probe = dir.join(".robust-eval-write-test");
+    File::create(&probe).map_err(|e| Error::io(dir, "output directory is not writable", e))?;
+    fs::remove_file(&probe).map_err(|e| Error::io(&probe, "cannot remove probe file", e))?;
+    Ok(())
+}
+
+/// Versions that make a result reproducible.
+pub fn versions() -> Value {
+    json!({
+        "robust-eval": env!("CARGO_PKG_VERSION"),
+        "burn": "0.21.0",
+    })
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON serialises");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes a CSV table with a header row, atomically.
+pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| Error::file(path, format!("cannot format CSV: {e}"));
+    writer.write_record(header).map_err(fail)?;
+    for row in rows {
+        writer.write_record(row).map_err(fail)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| Error::file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, "cannot write", e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move into place", e))
+}
+
+/// An append-only CSV of per-sample rows, flushed after every batch, with a sidecar holding the
+/// settings that produced it. A run with `resume` continues where an interrupted one stopped;
+/// a resume with different settings is refused.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Opens `path` for appending and returns the rows already there (when resuming).
+    pub fn open(
+        path: &Path,
+        header: &[&str],
+        settings: &Value,
+        resume: bool,
+    ) -> Result<(Self, Vec<BTreeMap<String, String>>)> {
+        let settings_path = path.with_extension("settings.json");
+        let mut rows = Vec::new();
+        if resume && path.exists() {
+            let stored = fs::read_to_string(&settings_path)
+                .map_err(|e| Error::io(&settings_path, "cannot read the settings of the run to resume", e))?;
+            let stored: Value = serde_json::from_str(&stored)
+                .map_err(|e| Error::file(&settings_path, format!("bad JSON: {e}")))?;
+            if &stored != settings {
+                return Err(Error::input(format!(
+                    "cannot resume {}: it was made with other settings\n  before: {stored}\n  now:    {settings}",
+                    path.display()
+                )));
+            }
+            rows = read_rows(path, header)?;
+        } else {
+            write_json(&settings_path, settings)?;
+            let mut file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
+            writeln!(file, "{}", header.join(",")).map_err(|e| Error::io(path, "cannot write", e))?;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "cannot open for appending", e))?;
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+            },
+            rows,
+        ))
+    }
+
+    /// Appends rows and flushes them to disk.
+    pub fn append(&mut self, rows: &[Vec<String>]) -> Result<()> {
+        let mut text = String::new();
+        for row in rows {
+            text.push_str(&row.join(","));
+            text.push('\n');
+        }
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| Error::io(&self.path, "cannot append results", e))
+    }
+}
+
+fn read_rows(path: &Path, header: &[&str]) -> Result<Vec<BTreeMap<String, String>>> {
+    let file = File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let mut lines = BufReader::new(file).lines();
+    let first = lines.next().transpose().map_err(|e| Error::io(path, "cannot read", e))?;
+    if first.as_deref() != Some(header.join(",").as_str()) {
+        return Err(Error::file(path, "not a journal of this command (header differs)"));
+    }
+    let mut rows = Vec::new();
+    for line in lines {
+        let line = line.map_err(|e| Error::io(path, "cannot read", e))?;
+        let fields: Vec<&str> = line.split(',').collect();
+        // A row cut short by an interruption is dropped and recomputed.
+        if fields.len() == header.len() {
+            rows.push(header.iter().map(|h| h.to_string()).zip(fields.iter().map(|f| f.to_string())).collect());
+        }
+    }
+    Ok(rows)
+}
+
+/// A progress bar with throughput and ETA (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}

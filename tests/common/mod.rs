@@ -1,0 +1,48 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Tensor, TensorData};
+use robust_eval::device::Cpu;
+
+pub type B = Cpu;
+
+pub fn device() -> burn::tensor::Device<B> {
+    Default::default()
+}
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub fn tensor4(values: Vec<f32>, shape: [usize; 4]) -> Tensor<B, 4> {
+    Tensor::from_data(TensorData::new(values, shape), &device())
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+/// Reads a little-endian .npy file of f32, f64 or u8 values as f64.
+pub fn read_npy(path: &Path) -> (Vec<u64>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    let values = match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.num_bytes() == Some(4) => {
+            npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => npy.into_vec::<f64>().unwrap(),
+        _ => npy.into_vec::<u8>().unwrap().into_iter().map(f64::from).collect(),
+    };
+    (shape, values)
+}
+
+/// Runs the CLI in-process.
+pub fn cli(args: &[&str]) -> robust_eval::Result<()> {
+    use clap::Parser;
+    let mut full = vec!["robust-eval"];
+    full.extend_from_slice(args);
+    robust_eval::cli::run(robust_eval::cli::Cli::try_parse_from(full).expect("arguments parse"))
+}
