@@ -1,8 +1,7 @@
 //! Trained models compiled into the binary, so the default run needs no downloads.
 
+use crate::kernels::ConvBackend;
 use std::path::Path;
-
-use burn::tensor::backend::Backend;
 
 use crate::checkpoint;
 use crate::data::DatasetKind;
@@ -45,7 +44,7 @@ pub fn find(model: &str, dataset: DatasetKind) -> Option<&'static BundledModel> 
 }
 
 impl BundledModel {
-    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<Network<B>> {
+    pub fn load<B: ConvBackend>(&self, device: &B::Device) -> Result<Network<B>> {
         let spec = ModelSpec::new(self.model, Domain::Cifar, self.dataset.num_classes())?;
         let mut network = Network::new(&spec, 0, device);
         checkpoint::import_pytorch_bytes(&mut network, self.bytes, Path::new(self.file))?;

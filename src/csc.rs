@@ -5,13 +5,13 @@
 //! directions: synthesis `A(z) = conv_transpose2d(z, W)` and analysis `Aᵀ(r) = conv2d(r, W)`.
 //! The solver is unrolled ISTA/FISTA with step `0.9 / L`, `L = λ_max(AᵀA)` from power iteration.
 
+use crate::kernels::ConvBackend;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{conv2d, conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -92,7 +92,13 @@ pub struct CscConfig {
 }
 
 impl CscConfig {
-    pub fn new(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+    pub fn new(
+        channels_in: usize,
+        channels_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
         Self {
             channels_in,
             channels_out,
@@ -163,12 +169,17 @@ pub struct CscLayer<B: Backend> {
     cache: StepCache,
 }
 
-impl<B: Backend> CscLayer<B> {
+impl<B: ConvBackend> CscLayer<B> {
     /// Kaiming-uniform dictionary, as the official code initialises it.
     pub fn new(config: CscConfig, rng: &mut StdRng, device: &B::Device) -> Self {
         let fan_in = config.channels_in * config.kernel * config.kernel;
         let bound = (6.0 / fan_in as f64).sqrt();
-        let shape = [config.channels_out, config.channels_in, config.kernel, config.kernel];
+        let shape = [
+            config.channels_out,
+            config.channels_in,
+            config.kernel,
+            config.kernel,
+        ];
         Self {
             weight: Param::from_tensor(uniform_tensor(shape, bound, rng, device)),
             config,
@@ -263,11 +274,11 @@ impl<B: Backend> CscLayer<B> {
     }
 
     fn synthesize(&self, code: Tensor<B, 4>, dict: &Tensor<B, 4>) -> Tensor<B, 4> {
-        conv_transpose2d(code, dict.clone(), None, self.config.transpose_options())
+        B::convolve_transpose(code, dict.clone(), self.config.transpose_options())
     }
 
     fn analyze_with(&self, r: Tensor<B, 4>, dict: &Tensor<B, 4>) -> Tensor<B, 4> {
-        conv2d(r, dict.clone(), None, self.config.conv_options())
+        B::convolve(r, dict.clone(), None, self.config.conv_options())
     }
 
     fn solve(&self, x: Tensor<B, 4>, dict: &Tensor<B, 4>, step: f64) -> Tensor<B, 4> {
@@ -364,26 +375,35 @@ impl<B: Backend> CscLayer<B> {
                 break;
             }
         }
-        let l: f64 = self.synthesize(v.clone(), dict).square().sum().into_scalar().elem();
-        let vector = v.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data");
+        let l: f64 = self
+            .synthesize(v.clone(), dict)
+            .square()
+            .sum()
+            .into_scalar()
+            .elem();
+        let vector = v
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 data");
         (l, vector)
     }
 }
 
-fn spatial<B: Backend>(x: &Tensor<B, 4>) -> [usize; 2] {
+fn spatial<B: ConvBackend>(x: &Tensor<B, 4>) -> [usize; 2] {
     let [_, _, h, w] = x.dims();
     [h, w]
 }
 
 /// Projects every atom `W[c]` (flattened over M·k·k) to unit ℓ2 norm, clamping norms at 1e-12.
-pub fn normalize_atoms<B: Backend>(w: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn normalize_atoms<B: ConvBackend>(w: Tensor<B, 4>) -> Tensor<B, 4> {
     let [c, m, kh, kw] = w.dims();
     let flat = w.reshape([c, m * kh * kw]);
     let norms = flat.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     (flat / norms).reshape([c, m, kh, kw])
 }
 
-fn per_sample_sum<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
+fn per_sample_sum<B: ConvBackend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
     let [n, c, h, w] = t.dims();
     t.reshape([n, c * h * w]).sum_dim(1).reshape([n])
 }

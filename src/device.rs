@@ -2,10 +2,9 @@
 //!
 //! Commands are written once, generic over a burn backend, and handed to [`dispatch`].
 
+use crate::kernels::ConvBackend;
 use std::fmt;
 use std::str::FromStr;
-
-use burn::tensor::backend::Backend;
 
 use crate::error::{Error, Result};
 
@@ -33,7 +32,9 @@ impl FromStr for DeviceChoice {
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
                 .ok_or_else(|| {
-                    Error::input(format!("unknown device '{other}' (expected cpu, cuda or cuda:N)"))
+                    Error::input(format!(
+                        "unknown device '{other}' (expected cpu, cuda or cuda:N)"
+                    ))
                 }),
         }
     }
@@ -51,7 +52,7 @@ impl fmt::Display for DeviceChoice {
 /// A computation that can run on any backend.
 pub trait Job {
     type Output;
-    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B: ConvBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
 /// Runs `job` on the chosen device.

@@ -1,6 +1,7 @@
 //! The evaluation loop: data → model → metrics, with batches prepared on a second thread while
 //! the model runs.
 
+use crate::kernels::ConvBackend;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -55,7 +56,10 @@ impl Prediction {
 }
 
 /// Top-1 class and top-5 membership of the label for each row of `logits`.
-pub fn predictions_from_logits<B: Backend>(logits: Tensor<B, 2>, batch: &Batch) -> Vec<Prediction> {
+pub fn predictions_from_logits<B: ConvBackend>(
+    logits: Tensor<B, 2>,
+    batch: &Batch,
+) -> Vec<Prediction> {
     let [n, classes] = logits.dims();
     let k = classes.min(5);
     let (_, top) = logits.topk_with_indices(k, 1);
@@ -74,8 +78,11 @@ pub fn predictions_from_logits<B: Backend>(logits: Tensor<B, 2>, batch: &Batch) 
         .collect()
 }
 
-fn to_i64<B: Backend>(t: Tensor<B, 2, Int>) -> Vec<i64> {
-    t.into_data().convert::<i64>().to_vec::<i64>().expect("integer data")
+fn to_i64<B: ConvBackend>(t: Tensor<B, 2, Int>) -> Vec<i64> {
+    t.into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .expect("integer data")
 }
 
 /// Accuracy figures over a set of predictions.
@@ -130,25 +137,30 @@ pub struct EvalRequest<'a, B: Backend> {
 
 /// Clean accuracy of the model on the requested images. `on_batch` sees each batch's
 /// predictions as soon as they exist (for journaling).
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ConvBackend>(
     request: EvalRequest<'_, B>,
     mut on_batch: impl FnMut(&[Prediction]) -> Result<()>,
 ) -> Result<Evaluation> {
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(request.indices.len());
     let mut all_logits = request.keep_logits.then(Vec::new);
-    for_each_batch(request.dataset, request.indices, request.batch_size, |batch| {
-        let logits = request.model.forward(batch.images::<B>(request.device));
-        if let Some(store) = all_logits.as_mut() {
-            let values = logits.clone().into_data().convert::<f32>();
-            store.extend(values.to_vec::<f32>().expect("f32 logits"));
-        }
-        let batch_predictions = predictions_from_logits(logits, &batch);
-        on_batch(&batch_predictions)?;
-        predictions.extend(batch_predictions);
-        request.progress.inc(batch.len() as u64);
-        Ok(())
-    })?;
+    for_each_batch(
+        request.dataset,
+        request.indices,
+        request.batch_size,
+        |batch| {
+            let logits = request.model.forward(batch.images::<B>(request.device));
+            if let Some(store) = all_logits.as_mut() {
+                let values = logits.clone().into_data().convert::<f32>();
+                store.extend(values.to_vec::<f32>().expect("f32 logits"));
+            }
+            let batch_predictions = predictions_from_logits(logits, &batch);
+            on_batch(&batch_predictions)?;
+            predictions.extend(batch_predictions);
+            request.progress.inc(batch.len() as u64);
+            Ok(())
+        },
+    )?;
     Ok(Evaluation {
         predictions,
         logits: all_logits,

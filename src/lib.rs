@@ -12,6 +12,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod report;

@@ -3,9 +3,9 @@
 //! BatchNorm takes an explicit [`Mode`]: burn's own BatchNorm switches to batch statistics
 //! whenever the backend has autodiff, which would silently break every gradient attack.
 
+use crate::kernels::ConvBackend;
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -22,7 +22,7 @@ pub enum Mode {
 }
 
 /// Uniform U(-bound, bound) tensor drawn on the host, so initialisation is identical on every backend.
-pub fn uniform_tensor<B: Backend, const D: usize>(
+pub fn uniform_tensor<B: ConvBackend, const D: usize>(
     shape: [usize; D],
     bound: f64,
     rng: &mut StdRng,
@@ -36,7 +36,7 @@ pub fn uniform_tensor<B: Backend, const D: usize>(
 }
 
 /// Standard-normal tensor drawn on the host.
-pub fn normal_tensor<B: Backend, const D: usize>(
+pub fn normal_tensor<B: ConvBackend, const D: usize>(
     shape: [usize; D],
     rng: &mut StdRng,
     device: &B::Device,
@@ -57,7 +57,7 @@ pub struct Conv2d<B: Backend> {
     padding: usize,
 }
 
-impl<B: Backend> Conv2d<B> {
+impl<B: ConvBackend> Conv2d<B> {
     /// PyTorch's default initialisation: U(±1/√fan_in).
     pub fn new(
         c_in: usize,
@@ -78,13 +78,25 @@ impl<B: Backend> Conv2d<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let options = ConvOptions::new(
+        B::convolve(x, self.weight.val(), None, self.options())
+    }
+
+    /// Convolution followed by BatchNorm in inference mode, folded into one convolution with bias
+    /// (saves two passes over the activations).
+    pub fn forward_folded(&self, x: Tensor<B, 4>, bn: &BatchNorm2d<B>) -> Tensor<B, 4> {
+        let (scale, shift) = bn.inference_affine();
+        let c_out = scale.dims()[0];
+        let weight = self.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+        B::convolve(x, weight, Some(shift), self.options())
+    }
+
+    fn options(&self) -> ConvOptions<2> {
+        ConvOptions::new(
             [self.stride, self.stride],
             [self.padding, self.padding],
             [1, 1],
             1,
-        );
-        conv2d(x, self.weight.val(), None, options)
+        )
     }
 }
 
@@ -95,7 +107,7 @@ pub struct Linear<B: Backend> {
     pub bias: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> Linear<B> {
+impl<B: ConvBackend> Linear<B> {
     pub fn new(d_in: usize, d_out: usize, rng: &mut StdRng, device: &B::Device) -> Self {
         let bound = 1.0 / (d_in as f64).sqrt();
         Self {
@@ -122,7 +134,7 @@ pub struct BatchNorm2d<B: Backend> {
 const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
-impl<B: Backend> BatchNorm2d<B> {
+impl<B: ConvBackend> BatchNorm2d<B> {
     pub fn new(channels: usize, device: &B::Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([channels], device)),
@@ -139,11 +151,16 @@ impl<B: Backend> BatchNorm2d<B> {
         }
     }
 
-    fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        // Fold the statistics into one scale and shift per channel: two ops on the activation.
+    /// Per-channel (scale, shift) equal to this BatchNorm in inference mode.
+    pub fn inference_affine(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let inv_std = self.running_var.value().add_scalar(BN_EPS).sqrt().recip();
         let scale = self.weight.val() * inv_std;
         let shift = self.bias.val() - self.running_mean.value() * scale.clone();
+        (scale, shift)
+    }
+
+    fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (scale, shift) = self.inference_affine();
         let n = x.dims()[0];
         x * channel_view(scale, n) + channel_view(shift, n)
     }
@@ -159,7 +176,8 @@ impl<B: Backend> BatchNorm2d<B> {
         let unbiased = var.clone().detach() * (count as f64 / (count.max(2) - 1) as f64);
         let running_mean = self.running_mean.value_sync() * (1.0 - BN_MOMENTUM)
             + mean.clone().detach() * BN_MOMENTUM;
-        let running_var = self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
+        let running_var =
+            self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
         self.running_mean.update(running_mean);
         self.running_var.update(running_var);
 
@@ -172,7 +190,7 @@ impl<B: Backend> BatchNorm2d<B> {
 
 /// A per-channel vector as [n, C, 1, 1]. Repeating it over the batch (n·C values) lets the CPU
 /// backend take its fast per-row broadcast path instead of a strided loop over every element.
-pub fn channel_view<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+pub fn channel_view<B: ConvBackend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
     let c = v.dims()[0];
     v.reshape([1, c, 1, 1]).repeat_dim(0, n)
 }

@@ -43,7 +43,9 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(
     for row in rows {
         writer.write_record(row).map_err(fail)?;
     }
-    let bytes = writer.into_inner().map_err(|e| Error::file(path, e.to_string()))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::file(path, e.to_string()))?;
     write_atomic(path, &bytes)
 }
 
@@ -72,8 +74,13 @@ impl Journal {
         let settings_path = path.with_extension("settings.json");
         let mut rows = Vec::new();
         if resume && path.exists() {
-            let stored = fs::read_to_string(&settings_path)
-                .map_err(|e| Error::io(&settings_path, "cannot read the settings of the run to resume", e))?;
+            let stored = fs::read_to_string(&settings_path).map_err(|e| {
+                Error::io(
+                    &settings_path,
+                    "cannot read the settings of the run to resume",
+                    e,
+                )
+            })?;
             let stored: Value = serde_json::from_str(&stored)
                 .map_err(|e| Error::file(&settings_path, format!("bad JSON: {e}")))?;
             if &stored != settings {
@@ -86,7 +93,8 @@ impl Journal {
         } else {
             write_json(&settings_path, settings)?;
             let mut file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-            writeln!(file, "{}", header.join(",")).map_err(|e| Error::io(path, "cannot write", e))?;
+            writeln!(file, "{}", header.join(","))
+                .map_err(|e| Error::io(path, "cannot write", e))?;
         }
         let file = OpenOptions::new()
             .append(true)
@@ -118,9 +126,15 @@ impl Journal {
 fn read_rows(path: &Path, header: &[&str]) -> Result<Vec<BTreeMap<String, String>>> {
     let file = File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let mut lines = BufReader::new(file).lines();
-    let first = lines.next().transpose().map_err(|e| Error::io(path, "cannot read", e))?;
+    let first = lines
+        .next()
+        .transpose()
+        .map_err(|e| Error::io(path, "cannot read", e))?;
     if first.as_deref() != Some(header.join(",").as_str()) {
-        return Err(Error::file(path, "not a journal of this command (header differs)"));
+        return Err(Error::file(
+            path,
+            "not a journal of this command (header differs)",
+        ));
     }
     let mut rows = Vec::new();
     for line in lines {
@@ -128,7 +142,13 @@ fn read_rows(path: &Path, header: &[&str]) -> Result<Vec<BTreeMap<String, String
         let fields: Vec<&str> = line.split(',').collect();
         // A row cut short by an interruption is dropped and recomputed.
         if fields.len() == header.len() {
-            rows.push(header.iter().map(|h| h.to_string()).zip(fields.iter().map(|f| f.to_string())).collect());
+            rows.push(
+                header
+                    .iter()
+                    .map(|h| h.to_string())
+                    .zip(fields.iter().map(|f| f.to_string()))
+                    .collect(),
+            );
         }
     }
     Ok(rows)

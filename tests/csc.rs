@@ -9,9 +9,20 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use robust_eval::csc::{CscConfig, CscLayer, PowerIteration, Solver};
 
-fn layer(c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, seed: u64) -> CscLayer<B> {
+fn layer(
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    seed: u64,
+) -> CscLayer<B> {
     let mut rng = StdRng::seed_from_u64(seed);
-    CscLayer::new(CscConfig::new(c_in, c_out, kernel, stride, padding), &mut rng, &device())
+    CscLayer::new(
+        CscConfig::new(c_in, c_out, kernel, stride, padding),
+        &mut rng,
+        &device(),
+    )
 }
 
 fn random(shape: [usize; 4]) -> Tensor<B, 4> {
@@ -19,7 +30,11 @@ fn random(shape: [usize; 4]) -> Tensor<B, 4> {
 }
 
 fn dot(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f64 {
-    to_vec(a).iter().zip(to_vec(b)).map(|(x, y)| *x as f64 * y as f64).sum()
+    to_vec(a)
+        .iter()
+        .zip(to_vec(b))
+        .map(|(x, y)| *x as f64 * y as f64)
+        .sum()
 }
 
 #[test]
@@ -49,7 +64,10 @@ fn dense_synthesis(csc: &CscLayer<B>, input: [usize; 2]) -> DMatrix<f64> {
         let mut unit = vec![0.0f32; n_code];
         unit[j] = 1.0;
         let image = to_vec(csc.reconstruct(tensor4(unit, [1, c, h, w])));
-        columns.push(DVector::from_iterator(image.len(), image.iter().map(|&v| v as f64)));
+        columns.push(DVector::from_iterator(
+            image.len(),
+            image.iter().map(|&v| v as f64),
+        ));
     }
     assert_eq!(columns[0].len(), m * input[0] * input[1]);
     DMatrix::from_columns(&columns)
@@ -65,11 +83,17 @@ fn power_iteration_matches_the_dense_largest_eigenvalue() {
         for settings in [PowerIteration::OFFICIAL, PowerIteration::CALIBRATION] {
             let l = csc.lipschitz([size, size], settings);
             let rel = (l - largest).abs() / largest;
-            assert!(rel < 0.01, "stride {stride} {settings:?}: L = {l}, dense λ_max = {largest}");
+            assert!(
+                rel < 0.01,
+                "stride {stride} {settings:?}: L = {l}, dense λ_max = {largest}"
+            );
         }
         // The step the layer actually uses.
         let step = csc.step_size_for([size, size]);
-        assert!((step * largest / 0.9 - 1.0).abs() < 1e-3, "step {step} vs 0.9/{largest}");
+        assert!(
+            (step * largest / 0.9 - 1.0).abs() < 1e-3,
+            "step {step} vs 0.9/{largest}"
+        );
     }
 }
 
@@ -109,12 +133,16 @@ fn many_fista_steps_reach_the_lasso_minimum() {
         csc.set_steps(3000, Solver::Fista);
         let x = random([1, 2, size, size]);
         let a = dense_synthesis(&csc, [size, size]);
-        let xv = DVector::from_iterator(2 * size * size, to_vec(x.clone()).iter().map(|&v| v as f64));
+        let xv =
+            DVector::from_iterator(2 * size * size, to_vec(x.clone()).iter().map(|&v| v as f64));
         let reference = lasso_reference(&a, &xv, 0.05);
         let code = csc.forward(x.clone());
         let ours = csc.objective(x, code);
         let rel = (ours - reference) / reference;
-        assert!(rel.abs() < 1e-4, "stride {stride}: ours {ours}, reference {reference}, rel {rel}");
+        assert!(
+            rel.abs() < 1e-4,
+            "stride {stride}: ours {ours}, reference {reference}, rel {rel}"
+        );
     }
 }
 
@@ -126,7 +154,10 @@ fn ista_objective_never_increases() {
     for steps in 1..=40 {
         csc.set_steps(steps, Solver::Ista);
         let value = csc.objective(x.clone(), csc.forward(x.clone()));
-        assert!(value <= previous * (1.0 + 1e-6), "step {steps}: {value} > {previous}");
+        assert!(
+            value <= previous * (1.0 + 1e-6),
+            "step {steps}: {value} > {previous}"
+        );
         previous = value;
     }
 }
@@ -135,13 +166,25 @@ fn ista_objective_never_increases() {
 fn lambda_changes_at_run_time_and_sparsifies_the_code() {
     let mut csc = layer(3, 16, 3, 1, 1, 9);
     let x = random([2, 3, 8, 8]);
-    let nonzeros = |csc: &CscLayer<B>| to_vec(csc.forward(x.clone())).iter().filter(|v| **v > 0.0).count();
+    let nonzeros = |csc: &CscLayer<B>| {
+        to_vec(csc.forward(x.clone()))
+            .iter()
+            .filter(|v| **v > 0.0)
+            .count()
+    };
     let step = csc.step_size_for([8, 8]);
     let before = nonzeros(&csc);
     csc.set_lambda(1.0);
     let after = nonzeros(&csc);
-    assert!(after < before, "λ 0.1 → 1.0 should remove non-zeros ({before} → {after})");
-    assert_eq!(step, csc.step_size_for([8, 8]), "λ does not change the step size");
+    assert!(
+        after < before,
+        "λ 0.1 → 1.0 should remove non-zeros ({before} → {after})"
+    );
+    assert_eq!(
+        step,
+        csc.step_size_for([8, 8]),
+        "λ does not change the step size"
+    );
 }
 
 #[test]
@@ -156,7 +199,10 @@ fn codes_are_non_negative_and_stats_are_per_sample() {
     // The first sample's statistics, recomputed alone.
     let first = x.clone().slice([0..1, 0..3, 0..8, 0..8]);
     let code = csc.forward(first.clone());
-    let residual: f64 = to_vec(first - csc.reconstruct(code.clone())).iter().map(|v| (*v as f64).powi(2)).sum();
+    let residual: f64 = to_vec(first - csc.reconstruct(code.clone()))
+        .iter()
+        .map(|v| (*v as f64).powi(2))
+        .sum();
     let norm1: f64 = to_vec(code).iter().map(|v| *v as f64).sum();
     assert!((residual - errors[0] as f64).abs() < 1e-3 * residual.max(1.0));
     assert!((norm1 - l1[0] as f64).abs() < 1e-3 * norm1.max(1.0));

@@ -9,7 +9,10 @@ use robust_eval::models::{Domain, ModelSpec, Network};
 
 fn check(case: &str, model: &str, domain: Domain, classes: usize, width: f64) {
     let dir = repo("tests/fixtures/parity");
-    let spec = ModelSpec::new(model, domain, classes).unwrap().with_width(width).unwrap();
+    let spec = ModelSpec::new(model, domain, classes)
+        .unwrap()
+        .with_width(width)
+        .unwrap();
     let mut network = Network::<B>::new(&spec, 42, &device());
     checkpoint::import_pytorch(&mut network, &dir.join(format!("{case}.pth"))).unwrap();
 
@@ -21,12 +24,20 @@ fn check(case: &str, model: &str, domain: Domain, classes: usize, width: f64) {
     let (_, expected_steps) = read_npy(&dir.join(format!("{case}.steps.npy")));
     let mut sizes = vec![[shape[2], shape[3]]];
     let layers = network.csc_layers_mut();
-    assert_eq!(layers.len(), expected_steps.len(), "{case}: CSC layer count");
+    assert_eq!(
+        layers.len(),
+        expected_steps.len(),
+        "{case}: CSC layer count"
+    );
     if !layers.is_empty() {
         // Step sizes for the stem only (deeper layers see other input sizes).
         let step = layers[0].step_size_for(sizes.pop().unwrap());
         let rel = (step - expected_steps[0]).abs() / expected_steps[0];
-        assert!(rel < 1e-4, "{case}: stem step {step} vs PyTorch {}", expected_steps[0]);
+        assert!(
+            rel < 1e-4,
+            "{case}: stem step {step} vs PyTorch {}",
+            expected_steps[0]
+        );
     }
 
     let logits = to_vec(network.forward(images));
@@ -38,7 +49,10 @@ fn check(case: &str, model: &str, domain: Domain, classes: usize, width: f64) {
         .zip(&expected)
         .map(|(a, b)| (*a as f64 - b).abs())
         .fold(0.0, f64::max);
-    assert!(worst <= 1e-4 * scale, "{case}: max |Δlogit| {worst:.3e} vs max |logit| {scale:.3e}");
+    assert!(
+        worst <= 1e-4 * scale,
+        "{case}: max |Δlogit| {worst:.3e} vs max |logit| {scale:.3e}"
+    );
 }
 
 #[test]
@@ -53,12 +67,36 @@ fn resnet18_reduced_width_matches_pytorch_through_wrapped_state_dict() {
 
 #[test]
 fn sdnet18_all_matches_pytorch() {
-    check("sdnet18all_w00625_cifar", "sdnet18-all", Domain::Cifar, 10, 0.0625);
-    check("sdnet18allnosc_w00625_cifar", "sdnet18-all-noshortcut", Domain::Cifar, 10, 0.0625);
+    check(
+        "sdnet18all_w00625_cifar",
+        "sdnet18-all",
+        Domain::Cifar,
+        10,
+        0.0625,
+    );
+    check(
+        "sdnet18allnosc_w00625_cifar",
+        "sdnet18-all-noshortcut",
+        Domain::Cifar,
+        10,
+        0.0625,
+    );
 }
 
 #[test]
 fn imagenet_models_match_pytorch() {
-    check("resnet18_w00625_imagenet_tv", "resnet18", Domain::Imagenet, 1000, 0.0625);
-    check("sdnet18all_w00625_imagenet", "sdnet18-all", Domain::Imagenet, 1000, 0.0625);
+    check(
+        "resnet18_w00625_imagenet_tv",
+        "resnet18",
+        Domain::Imagenet,
+        1000,
+        0.0625,
+    );
+    check(
+        "sdnet18all_w00625_imagenet",
+        "sdnet18-all",
+        Domain::Imagenet,
+        1000,
+        0.0625,
+    );
 }

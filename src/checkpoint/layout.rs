@@ -54,7 +54,14 @@ impl Layout {
                 rest = tail;
             }
             ["linear", tail @ ..] => {
-                out.push(if *self == Layout::Torchvision { "fc" } else { "linear" }.into());
+                out.push(
+                    if *self == Layout::Torchvision {
+                        "fc"
+                    } else {
+                        "linear"
+                    }
+                    .into(),
+                );
                 rest = tail;
             }
             _ => {}

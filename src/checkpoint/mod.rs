@@ -6,13 +6,13 @@
 
 pub mod layout;
 
+use crate::kernels::ConvBackend;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 
 use burn::module::ParamId;
-use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{BurnpackStore, BurnpackWriter, ModuleSnapshot, ModuleStore, TensorSnapshot};
@@ -35,7 +35,8 @@ pub enum Format {
 /// Identifies a checkpoint by its first bytes.
 pub fn detect_format(path: &Path) -> Result<Format> {
     let mut head = [0u8; 4];
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, "cannot open checkpoint", e))?;
+    let mut file =
+        fs::File::open(path).map_err(|e| Error::io(path, "cannot open checkpoint", e))?;
     let read = file
         .read(&mut head)
         .map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
@@ -56,7 +57,10 @@ pub fn read_native_spec(path: &Path) -> Result<ModelSpec> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
     let metadata = burnpack_metadata(&bytes).map_err(|m| Error::file(path, m))?;
     let json = metadata.get(SPEC_KEY).ok_or_else(|| {
-        Error::file(path, "burnpack file without a robust-eval model description")
+        Error::file(
+            path,
+            "burnpack file without a robust-eval model description",
+        )
     })?;
     serde_json::from_str(json).map_err(|e| Error::file(path, format!("bad model description: {e}")))
 }
@@ -76,13 +80,13 @@ fn burnpack_metadata(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Strin
         .checked_add(size)
         .filter(|&e| e <= bytes.len())
         .ok_or("truncated burnpack header")?;
-    let header: Header =
-        ciborium::de::from_reader(&bytes[HEADER..end]).map_err(|e| format!("bad burnpack header: {e}"))?;
+    let header: Header = ciborium::de::from_reader(&bytes[HEADER..end])
+        .map_err(|e| format!("bad burnpack header: {e}"))?;
     Ok(header.metadata)
 }
 
 /// Writes the network and its specification in burn's format.
-pub fn save<B: Backend>(network: &Network<B>, path: &Path) -> Result<()> {
+pub fn save<B: ConvBackend>(network: &Network<B>, path: &Path) -> Result<()> {
     let spec = serde_json::to_string(network.spec()).expect("spec serialises");
     let snapshots = network.collect(None, None, true);
     let tmp = path.with_extension("tmp");
@@ -94,7 +98,7 @@ pub fn save<B: Backend>(network: &Network<B>, path: &Path) -> Result<()> {
 }
 
 /// Builds the network a native checkpoint describes and loads its weights.
-pub fn load_native<B: Backend>(path: &Path, device: &B::Device) -> Result<Network<B>> {
+pub fn load_native<B: ConvBackend>(path: &Path, device: &B::Device) -> Result<Network<B>> {
     let spec = read_native_spec(path)?;
     let mut network = Network::new(&spec, 0, device);
     load_weights(&mut network, path)?;
@@ -102,7 +106,7 @@ pub fn load_native<B: Backend>(path: &Path, device: &B::Device) -> Result<Networ
 }
 
 /// Loads weights from a native or PyTorch checkpoint into an existing network.
-pub fn load_weights<B: Backend>(network: &mut Network<B>, path: &Path) -> Result<()> {
+pub fn load_weights<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Result<()> {
     match detect_format(path)? {
         Format::Native => {
             let stored = read_native_spec(path)?;
@@ -131,14 +135,18 @@ pub fn load_weights<B: Backend>(network: &mut Network<B>, path: &Path) -> Result
 }
 
 /// Imports an official SDNet, torchvision or pytorch_resnet_cifar10 state dict.
-pub fn import_pytorch<B: Backend>(network: &mut Network<B>, path: &Path) -> Result<()> {
+pub fn import_pytorch<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Result<()> {
     let reader = PytorchReader::new(path)
         .map_err(|e| Error::file(path, format!("cannot read PyTorch checkpoint: {e}")))?;
     import_state_dict(network, path, state_dict(reader, path)?)
 }
 
 /// Imports a PyTorch checkpoint held in memory; `origin` names it in messages.
-pub fn import_pytorch_bytes<B: Backend>(network: &mut Network<B>, bytes: &[u8], origin: &Path) -> Result<()> {
+pub fn import_pytorch_bytes<B: ConvBackend>(
+    network: &mut Network<B>,
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<()> {
     // burn-store reads the legacy (pre-zip) format only from files.
     let staged = tempfile::NamedTempFile::new()
         .and_then(|mut f| std::io::Write::write_all(&mut f, bytes).map(|_| f))
@@ -148,7 +156,7 @@ pub fn import_pytorch_bytes<B: Backend>(network: &mut Network<B>, bytes: &[u8], 
     import_state_dict(network, origin, state_dict(reader, origin)?)
 }
 
-fn import_state_dict<B: Backend>(
+fn import_state_dict<B: ConvBackend>(
     network: &mut Network<B>,
     path: &Path,
     tensors: HashMap<String, TensorSnapshot>,
@@ -202,7 +210,7 @@ fn state_dict(reader: PytorchReader, path: &Path) -> Result<HashMap<String, Tens
 }
 
 /// Expected file keys (in the file's naming) → (internal path, shape, is_csc).
-fn expected_keys<B: Backend>(
+fn expected_keys<B: ConvBackend>(
     network: &Network<B>,
     spec: &ModelSpec,
     layout: Layout,
@@ -221,7 +229,7 @@ fn expected_keys<B: Backend>(
         .collect()
 }
 
-fn apply_checked<B: Backend>(
+fn apply_checked<B: ConvBackend>(
     network: &mut Network<B>,
     path: &Path,
     mut tensors: HashMap<String, TensorSnapshot>,
@@ -233,15 +241,19 @@ fn apply_checked<B: Backend>(
     let mut ready = Vec::new();
     for snapshot in network.collect(None, None, true) {
         let internal = snapshot.full_path();
-        let is_csc = snapshot.module_type().is_some_and(|t| t.ends_with("CscLayer"));
+        let is_csc = snapshot
+            .module_type()
+            .is_some_and(|t| t.ends_with("CscLayer"));
         let key = external_key(&internal, is_csc);
         match tensors.remove(&key) {
             None => missing.push(format!("{key} {:?}", snapshot.shape.to_vec())),
-            Some(found) if found.shape.to_vec() != snapshot.shape.to_vec() => wrong_shape.push(format!(
-                "{key}: file {:?}, model {:?}",
-                found.shape.to_vec(),
-                snapshot.shape.to_vec()
-            )),
+            Some(found) if found.shape.to_vec() != snapshot.shape.to_vec() => {
+                wrong_shape.push(format!(
+                    "{key}: file {:?}, model {:?}",
+                    found.shape.to_vec(),
+                    snapshot.shape.to_vec()
+                ))
+            }
             Some(found) => ready.push(renamed(found, &internal, snapshot.container_stack.clone())),
         }
     }
@@ -270,14 +282,21 @@ fn apply_checked<B: Backend>(
     let result = network.apply(ready, None, None, true);
     if !result.errors.is_empty() {
         let list: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
-        return Err(Error::file(path, format!("cannot load tensors:\n{}", list.join("\n"))));
+        return Err(Error::file(
+            path,
+            format!("cannot load tensors:\n{}", list.join("\n")),
+        ));
     }
     network.reset_step_caches();
     Ok(())
 }
 
 /// The same tensor under our internal path, converted to f32 if stored otherwise.
-fn renamed(source: TensorSnapshot, internal: &str, containers: Option<Vec<String>>) -> TensorSnapshot {
+fn renamed(
+    source: TensorSnapshot,
+    internal: &str,
+    containers: Option<Vec<String>>,
+) -> TensorSnapshot {
     let data_fn = source.clone_data_fn();
     let convert = source.dtype != DType::F32;
     let loader = std::rc::Rc::new(move || {

@@ -1,5 +1,6 @@
 //! Arguments shared by the commands, and turning them into a model and a data set.
 
+use crate::kernels::ConvBackend;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -93,7 +94,9 @@ impl DataArgs {
         match self.split.as_str() {
             "train" => Ok(Split::Train),
             "test" => Ok(Split::Test),
-            other => Err(Error::input(format!("unknown split '{other}' (expected train or test)"))),
+            other => Err(Error::input(format!(
+                "unknown split '{other}' (expected train or test)"
+            ))),
         }
     }
 
@@ -132,7 +135,11 @@ impl ModelArgs {
     }
 
     /// Builds the model the arguments describe, with its weights, for this data set.
-    pub fn load<B: Backend>(&self, kind: DatasetKind, device: &B::Device) -> Result<LoadedModel<B>> {
+    pub fn load<B: ConvBackend>(
+        &self,
+        kind: DatasetKind,
+        device: &B::Device,
+    ) -> Result<LoadedModel<B>> {
         let solver = self.solver()?;
         let mut loaded = self.load_weights(kind, device)?;
         let network = &mut loaded.network;
@@ -156,7 +163,11 @@ impl ModelArgs {
         Ok(loaded)
     }
 
-    fn load_weights<B: Backend>(&self, kind: DatasetKind, device: &B::Device) -> Result<LoadedModel<B>> {
+    fn load_weights<B: ConvBackend>(
+        &self,
+        kind: DatasetKind,
+        device: &B::Device,
+    ) -> Result<LoadedModel<B>> {
         if let Some(path) = &self.checkpoint {
             return self.load_checkpoint(path, kind, device);
         }
@@ -180,7 +191,7 @@ impl ModelArgs {
         }
     }
 
-    fn load_checkpoint<B: Backend>(
+    fn load_checkpoint<B: ConvBackend>(
         &self,
         path: &Path,
         kind: DatasetKind,
@@ -202,7 +213,9 @@ impl ModelArgs {
             }
             Format::Pytorch => {
                 let name = self.model.as_deref().ok_or_else(|| {
-                    Error::input("PyTorch checkpoints do not record their architecture: give --model")
+                    Error::input(
+                        "PyTorch checkpoints do not record their architecture: give --model",
+                    )
                 })?;
                 let spec = self.spec(name, kind)?;
                 let mut network = Network::new(&spec, self.seed, device);
@@ -229,12 +242,14 @@ fn check_lambda(lambda: f64) -> Result<()> {
     if lambda.is_finite() && lambda >= 0.0 {
         Ok(())
     } else {
-        Err(Error::input(format!("λ must be a non-negative number, got {lambda}")))
+        Err(Error::input(format!(
+            "λ must be a non-negative number, got {lambda}"
+        )))
     }
 }
 
 /// The settings every report carries.
-pub fn model_settings<B: Backend>(loaded: &LoadedModel<B>) -> Value {
+pub fn model_settings<B: ConvBackend>(loaded: &LoadedModel<B>) -> Value {
     let spec = loaded.network.spec();
     json!({
         "model": spec.name(),

@@ -1,9 +1,9 @@
 //! `robust-eval eval`: clean accuracy, throughput, per-sample predictions and optional logits.
 
+use crate::kernels::ConvBackend;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 
@@ -40,7 +40,9 @@ pub struct EvalOutcome {
 pub fn run(args: EvalArgs) -> Result<EvalOutcome> {
     let device = args.run.device()?;
     if args.logits.is_some() && args.run.resume {
-        return Err(Error::input("--logits cannot be combined with --resume (logits are kept in memory)"));
+        return Err(Error::input(
+            "--logits cannot be combined with --resume (logits are kept in memory)",
+        ));
     }
     let dataset = args.data.open()?;
     report::prepare_output_dir(&args.run.out_dir)?;
@@ -57,7 +59,11 @@ pub fn run(args: EvalArgs) -> Result<EvalOutcome> {
     if dataset.num_classes() > 10 {
         println!("top-5      {:.2} %", 100.0 * acc.top5);
     }
-    println!("throughput {:.1} images/s on {}", outcome.images_per_second, backend_name(device));
+    println!(
+        "throughput {:.1} images/s on {}",
+        outcome.images_per_second,
+        backend_name(device)
+    );
     for file in &outcome.files {
         println!("wrote      {}", file.display());
     }
@@ -73,7 +79,7 @@ struct EvalJob<'a> {
 impl Job for EvalJob<'_> {
     type Output = EvalOutcome;
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<EvalOutcome> {
+    fn run<B: ConvBackend>(self, device: B::Device) -> Result<EvalOutcome> {
         let args = self.args;
         let kind = args.data.kind()?;
         let loaded = args.model.load::<B>(kind, &device)?;
@@ -90,10 +96,14 @@ impl Job for EvalJob<'_> {
 
         let header = ["index", "label", "prediction", "correct", "in_top5"];
         let journal_path = out.join(format!("{name}.predictions.csv"));
-        let (mut journal, done) = Journal::open(&journal_path, &header, &settings, args.run.resume)?;
+        let (mut journal, done) =
+            Journal::open(&journal_path, &header, &settings, args.run.resume)?;
         let mut predictions = parse_predictions(&done)?;
-        let finished: std::collections::HashSet<usize> = predictions.iter().map(|p| p.index).collect();
-        let todo: Vec<usize> = (0..self.dataset.len()).filter(|i| !finished.contains(i)).collect();
+        let finished: std::collections::HashSet<usize> =
+            predictions.iter().map(|p| p.index).collect();
+        let todo: Vec<usize> = (0..self.dataset.len())
+            .filter(|i| !finished.contains(i))
+            .collect();
 
         let bar = progress_bar(todo.len() as u64, "eval");
         let evaluation = evaluate(
@@ -117,7 +127,11 @@ impl Job for EvalJob<'_> {
 
         let mut files = vec![journal_path];
         if let (Some(path), Some(logits)) = (&args.logits, &evaluation.logits) {
-            write_npy(path, logits, [predictions.len(), loaded.network.spec().num_classes])?;
+            write_npy(
+                path,
+                logits,
+                [predictions.len(), loaded.network.spec().num_classes],
+            )?;
             files.push(path.clone());
         }
         let results = json!({
@@ -139,7 +153,17 @@ impl Job for EvalJob<'_> {
         let csv_path = out.join(format!("{name}.csv"));
         report::write_csv(
             &csv_path,
-            &["model", "weights", "dataset", "data", "n", "top1", "top5", "images_per_second", "device"],
+            &[
+                "model",
+                "weights",
+                "dataset",
+                "data",
+                "n",
+                "top1",
+                "top5",
+                "images_per_second",
+                "device",
+            ],
             &[vec![
                 loaded.network.spec().name(),
                 loaded.weights.clone(),
@@ -175,9 +199,12 @@ fn parse_predictions(rows: &[BTreeMap<String, String>]) -> Result<Vec<Prediction
     rows.iter()
         .map(|row| {
             let field = |k: &str| -> Result<usize> {
-                row[k]
-                    .parse()
-                    .map_err(|_| Error::input(format!("bad value '{}' in column {k} of the journal", row[k])))
+                row[k].parse().map_err(|_| {
+                    Error::input(format!(
+                        "bad value '{}' in column {k} of the journal",
+                        row[k]
+                    ))
+                })
             };
             Ok(Prediction {
                 index: field("index")?,
@@ -201,5 +228,7 @@ fn write_npy(path: &std::path::Path, values: &[f32], shape: [usize; 2]) -> Resul
     writer
         .extend(values.iter().copied())
         .map_err(|e| Error::io(path, "cannot write .npy data", e))?;
-    writer.finish().map_err(|e| Error::io(path, "cannot finish .npy", e))
+    writer
+        .finish()
+        .map_err(|e| Error::io(path, "cannot finish .npy", e))
 }

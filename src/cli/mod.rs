@@ -1,6 +1,7 @@
 //! The command line: argument parsing and one module per command. Commands only parse, call the
 //! library and print.
 
+pub mod bench_cmd;
 pub mod common;
 pub mod eval_cmd;
 
@@ -28,6 +29,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// List the models with their parameter counts.
     Models,
@@ -35,6 +37,8 @@ pub enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Convert a PyTorch checkpoint into robust-eval's own format.
     Convert(ConvertArgs),
+    /// Measure throughput (images/s) of the model zoo.
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -58,16 +62,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Models => list_models(),
         Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
         Command::Convert(args) => convert(args),
+        Command::Bench(args) => bench_cmd::run(args),
     }
 }
 
 fn list_models() -> Result<()> {
     let device = Default::default();
-    println!("{:<24} {:>14} {:>15} {:>11}", "model", "CIFAR-10", "ImageNet", "CSC layers");
+    println!(
+        "{:<24} {:>14} {:>15} {:>11}",
+        "model", "CIFAR-10", "ImageNet", "CSC layers"
+    );
     for name in MODEL_NAMES {
-        let cifar: Network<Cpu> = Network::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
+        let cifar: Network<Cpu> =
+            Network::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
         let imagenet = match ModelSpec::new(name, Domain::Imagenet, 1000) {
-            Ok(spec) => format!("{:.2} M", Network::<Cpu>::new(&spec, 0, &device).num_params() as f64 / 1e6),
+            Ok(spec) => format!(
+                "{:.2} M",
+                Network::<Cpu>::new(&spec, 0, &device).num_params() as f64 / 1e6
+            ),
             Err(_) => "-".into(),
         };
         println!(

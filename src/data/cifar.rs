@@ -33,7 +33,8 @@ impl CifarSet {
             source: path.display().to_string(),
         };
         for file in files {
-            let bytes = fs::read(&file).map_err(|e| Error::io(&file, "cannot read CIFAR file", e))?;
+            let bytes =
+                fs::read(&file).map_err(|e| Error::io(&file, "cannot read CIFAR file", e))?;
             set.append(&bytes, kind, &file)?;
         }
         Ok(set)
@@ -93,7 +94,9 @@ impl CifarSet {
 
 fn standard_files(dir: &Path, kind: DatasetKind, split: Split) -> Result<Vec<PathBuf>> {
     let names: Vec<String> = match (kind, split) {
-        (DatasetKind::Cifar10, Split::Train) => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+        (DatasetKind::Cifar10, Split::Train) => {
+            (1..=5).map(|i| format!("data_batch_{i}.bin")).collect()
+        }
         (DatasetKind::Cifar10, Split::Test) => vec!["test_batch.bin".into()],
         (DatasetKind::Cifar100, Split::Train) => vec!["train.bin".into()],
         (DatasetKind::Cifar100, Split::Test) => vec!["test.bin".into()],
@@ -112,7 +115,11 @@ fn standard_files(dir: &Path, kind: DatasetKind, split: Split) -> Result<Vec<Pat
             format!(
                 "not a {} directory: missing {}",
                 kind.name(),
-                absent.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                absent
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }

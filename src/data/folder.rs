@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 
 const WNIDS: &str = include_str!("imagenet_wnids.txt");
 const NAMES: &str = include_str!("imagenet_names.txt");
-const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
+const IMAGE_EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
 
 /// The 1000 ImageNet WordNet ids in class-index order.
 pub fn imagenet_wnids() -> Vec<&'static str> {
@@ -35,7 +37,10 @@ pub enum Preprocess {
 }
 
 impl Preprocess {
-    pub const IMAGENET: Self = Self::ResizeCrop { resize: 256, crop: 224 };
+    pub const IMAGENET: Self = Self::ResizeCrop {
+        resize: 256,
+        crop: 224,
+    };
 
     fn output_side(&self) -> u32 {
         match *self {
@@ -59,7 +64,10 @@ impl ImageFolder {
 
     pub fn open(root: &Path, preprocess: Preprocess) -> Result<Self> {
         if !root.is_dir() {
-            return Err(Error::file(root, "not a directory of class folders (<wnid>/<image>)"));
+            return Err(Error::file(
+                root,
+                "not a directory of class folders (<wnid>/<image>)",
+            ));
         }
         let wnids = imagenet_wnids();
         let mut samples = Vec::new();
@@ -67,7 +75,10 @@ impl ImageFolder {
             if !class_dir.is_dir() {
                 continue;
             }
-            let name = class_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = class_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let label = wnids.binary_search(&name).map_err(|_| {
                 Error::file(
                     &class_dir,
@@ -103,7 +114,9 @@ impl ImageFolder {
             .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?
             .to_rgb8();
         let img = match self.preprocess {
-            Preprocess::ResizeCrop { resize, crop } => center_crop(&resize_shorter(&img, resize), crop),
+            Preprocess::ResizeCrop { resize, crop } => {
+                center_crop(&resize_shorter(&img, resize), crop)
+            }
             Preprocess::AsIs { size } => {
                 if img.dimensions() != (size, size) {
                     return Err(Error::file(
@@ -133,7 +146,10 @@ impl Dataset for ImageFolder {
         self.samples[index].1
     }
     fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>> {
-        let images: Vec<Vec<u8>> = indices.par_iter().map(|&i| self.decode(i)).collect::<Result<_>>()?;
+        let images: Vec<Vec<u8>> = indices
+            .par_iter()
+            .map(|&i| self.decode(i))
+            .collect::<Result<_>>()?;
         Ok(images.concat())
     }
     fn source(&self) -> String {

@@ -154,7 +154,10 @@ pub fn open(
         (DatasetKind::Imagenet, DataSource::Path(path)) => Box::new(ImageFolder::imagenet(path)?),
     };
     Ok(match limit {
-        Some(n) if n < dataset.len() => Box::new(Limited { inner: dataset, len: n }),
+        Some(n) if n < dataset.len() => Box::new(Limited {
+            inner: dataset,
+            len: n,
+        }),
         _ => dataset,
     })
 }

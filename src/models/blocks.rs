@@ -1,6 +1,7 @@
 //! The pieces every network is assembled from: a convolution that is either plain or sparse
 //! coding, the stem, and the residual block.
 
+use crate::kernels::ConvBackend;
 use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
@@ -29,7 +30,7 @@ pub struct ConvShape {
     pub padding: usize,
 }
 
-impl<B: Backend> ConvLayer<B> {
+impl<B: ConvBackend> ConvLayer<B> {
     pub fn plain(shape: ConvShape, rng: &mut StdRng, device: &B::Device) -> Self {
         let ConvShape {
             c_in,
@@ -38,7 +39,9 @@ impl<B: Backend> ConvLayer<B> {
             stride,
             padding,
         } = shape;
-        Self::Plain(Conv2d::new(c_in, c_out, kernel, stride, padding, rng, device))
+        Self::Plain(Conv2d::new(
+            c_in, c_out, kernel, stride, padding, rng, device,
+        ))
     }
 
     pub fn sparse(
@@ -47,7 +50,13 @@ impl<B: Backend> ConvLayer<B> {
         rng: &mut StdRng,
         device: &B::Device,
     ) -> Self {
-        let mut config = CscConfig::new(shape.c_in, shape.c_out, shape.kernel, shape.stride, shape.padding);
+        let mut config = CscConfig::new(
+            shape.c_in,
+            shape.c_out,
+            shape.kernel,
+            shape.stride,
+            shape.padding,
+        );
         config.lambda = settings.lambda;
         config.n_steps = settings.n_steps;
         config.solver = settings.solver;
@@ -58,6 +67,14 @@ impl<B: Backend> ConvLayer<B> {
         match self {
             Self::Plain(conv) => conv.forward(x),
             Self::Sparse(csc) => csc.forward(x),
+        }
+    }
+
+    /// This convolution followed by `bn`; plain convolutions fold inference-mode BatchNorm in.
+    pub fn forward_bn(&self, x: Tensor<B, 4>, bn: &BatchNorm2d<B>, mode: Mode) -> Tensor<B, 4> {
+        match (self, mode) {
+            (Self::Plain(conv), Mode::Eval) => conv.forward_folded(x, bn),
+            _ => bn.forward(self.forward(x), mode),
         }
     }
 
@@ -94,9 +111,9 @@ pub struct Stem<B: Backend> {
     pub style: StemStyle,
 }
 
-impl<B: Backend> Stem<B> {
+impl<B: ConvBackend> Stem<B> {
     pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let mut out = self.bn.forward(self.conv.forward(x), mode);
+        let mut out = self.conv.forward_bn(x, &self.bn, mode);
         if self.style.relu {
             out = relu(out);
         }
@@ -147,18 +164,21 @@ pub struct BasicBlock<B: Backend> {
     pub style: BlockStyle,
 }
 
-impl<B: Backend> BasicBlock<B> {
+impl<B: ConvBackend> BasicBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let mut out = self.bn1.forward(self.conv1.forward(x.clone()), mode);
+        let mut out = self.conv1.forward_bn(x.clone(), &self.bn1, mode);
         if self.style.inner_relu {
             out = relu(out);
         }
-        out = self.bn2.forward(self.conv2.forward(out), mode);
+        out = self.conv2.forward_bn(out, &self.bn2, mode);
         match self.style.residual {
             Residual::None => out,
             Residual::Identity => {
                 let skip = match &self.shortcut {
-                    Some(p) => p.bn.forward(p.conv.forward(x), mode),
+                    Some(p) => match mode {
+                        Mode::Eval => p.conv.forward_folded(x, &p.bn),
+                        Mode::Train => p.bn.forward(p.conv.forward(x), mode),
+                    },
                     None => x,
                 };
                 relu(out + skip)
@@ -176,7 +196,7 @@ impl<B: Backend> BasicBlock<B> {
 }
 
 /// `x[:, :, ::2, ::2]` zero-padded with `pad` channels before and after.
-fn pad_channels<B: Backend>(x: Tensor<B, 4>, pad: usize) -> Tensor<B, 4> {
+fn pad_channels<B: ConvBackend>(x: Tensor<B, 4>, pad: usize) -> Tensor<B, 4> {
     let sub = max_pool2d(x, [1, 1], [2, 2], [0, 0], [1, 1], false);
     let [n, _, h, w] = sub.dims();
     let zeros = Tensor::zeros([n, pad, h, w], &sub.device());

@@ -1,5 +1,6 @@
 //! One classifier type for the whole zoo: normalisation → stem → stages of blocks → pool → linear.
 
+use crate::kernels::ConvBackend;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -31,7 +32,7 @@ pub enum LambdaTarget {
     All,
 }
 
-impl<B: Backend> Network<B> {
+impl<B: ConvBackend> Network<B> {
     /// A randomly initialised network; the same seed gives the same weights on every backend.
     pub fn new(spec: &ModelSpec, seed: u64, device: &B::Device) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -132,7 +133,8 @@ impl<B: Backend> Network<B> {
     }
 
     pub fn csc_count(&self) -> usize {
-        let stem = usize::from(self.stem.conv.csc().is_some()) + usize::from(self.stem.pool_csc.is_some());
+        let stem =
+            usize::from(self.stem.conv.csc().is_some()) + usize::from(self.stem.pool_csc.is_some());
         let blocks: usize = self
             .stages
             .iter()
@@ -162,7 +164,7 @@ impl<B: Backend> Network<B> {
     }
 }
 
-fn build_stem<B: Backend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::Device) -> Stem<B> {
+fn build_stem<B: ConvBackend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::Device) -> Stem<B> {
     let width = spec.stage_widths()[0];
     let shape = match spec.domain {
         Domain::Cifar => ConvShape {
@@ -220,7 +222,7 @@ fn build_stem<B: Backend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::Device
     }
 }
 
-fn build_block<B: Backend>(
+fn build_block<B: ConvBackend>(
     spec: &ModelSpec,
     c_in: usize,
     c_out: usize,
@@ -250,13 +252,18 @@ fn build_block<B: Backend>(
             ConvLayer::sparse(shape2, &spec.csc, rng, device),
         )
     } else {
-        (ConvLayer::plain(shape1, rng, device), ConvLayer::plain(shape2, rng, device))
+        (
+            ConvLayer::plain(shape1, rng, device),
+            ConvLayer::plain(shape2, rng, device),
+        )
     };
     let bn1 = BatchNorm2d::new(c_out, device);
     let bn2 = BatchNorm2d::new(c_out, device);
     let (residual, projected) = match spec.arch {
         Arch::CifarResnet { .. } if reshapes => (Residual::PadChannels { pad: c_out / 4 }, false),
-        Arch::SdnetAll { shortcut: false, .. } => (Residual::None, false),
+        Arch::SdnetAll {
+            shortcut: false, ..
+        } => (Residual::None, false),
         _ => (Residual::Identity, reshapes),
     };
     let shortcut = projected.then(|| Projection {

@@ -71,10 +71,22 @@ impl Arch {
             "resnet34" => Self::Resnet { depth: 34 },
             "sdnet18" => Self::Sdnet { depth: 18 },
             "sdnet34" => Self::Sdnet { depth: 34 },
-            "sdnet18-all" => Self::SdnetAll { depth: 18, shortcut: true },
-            "sdnet34-all" => Self::SdnetAll { depth: 34, shortcut: true },
-            "sdnet18-all-noshortcut" => Self::SdnetAll { depth: 18, shortcut: false },
-            "sdnet34-all-noshortcut" => Self::SdnetAll { depth: 34, shortcut: false },
+            "sdnet18-all" => Self::SdnetAll {
+                depth: 18,
+                shortcut: true,
+            },
+            "sdnet34-all" => Self::SdnetAll {
+                depth: 34,
+                shortcut: true,
+            },
+            "sdnet18-all-noshortcut" => Self::SdnetAll {
+                depth: 18,
+                shortcut: false,
+            },
+            "sdnet34-all-noshortcut" => Self::SdnetAll {
+                depth: 34,
+                shortcut: false,
+            },
             "resnet20" => Self::CifarResnet { depth: 20 },
             "resnet32" => Self::CifarResnet { depth: 32 },
             "resnet44" => Self::CifarResnet { depth: 44 },
@@ -94,8 +106,14 @@ impl Arch {
         match *self {
             Self::Resnet { depth } | Self::CifarResnet { depth } => format!("resnet{depth}"),
             Self::Sdnet { depth } => format!("sdnet{depth}"),
-            Self::SdnetAll { depth, shortcut: true } => format!("sdnet{depth}-all"),
-            Self::SdnetAll { depth, shortcut: false } => format!("sdnet{depth}-all-noshortcut"),
+            Self::SdnetAll {
+                depth,
+                shortcut: true,
+            } => format!("sdnet{depth}-all"),
+            Self::SdnetAll {
+                depth,
+                shortcut: false,
+            } => format!("sdnet{depth}-all-noshortcut"),
         }
     }
 
@@ -188,10 +206,14 @@ impl ModelSpec {
 
     pub fn with_width(mut self, width: f64) -> Result<Self> {
         if !(width.is_finite() && width > 0.0) {
-            return Err(Error::input(format!("width multiplier must be positive, got {width}")));
+            return Err(Error::input(format!(
+                "width multiplier must be positive, got {width}"
+            )));
         }
         if matches!(self.arch, Arch::CifarResnet { .. }) && width != 1.0 {
-            return Err(Error::input("the width multiplier applies to the 18/34 families only"));
+            return Err(Error::input(
+                "the width multiplier applies to the 18/34 families only",
+            ));
         }
         self.width = width;
         Ok(self)

@@ -30,11 +30,24 @@ pub fn read_npy(path: &Path) -> (Vec<u64>, Vec<f64>) {
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().to_vec();
     let values = match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.num_bytes() == Some(4) => {
-            npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        npyz::DType::Plain(t)
+            if t.type_char() == npyz::TypeChar::Float && t.num_bytes() == Some(4) =>
+        {
+            npy.into_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect()
         }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => npy.into_vec::<f64>().unwrap(),
-        _ => npy.into_vec::<u8>().unwrap().into_iter().map(f64::from).collect(),
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => {
+            npy.into_vec::<f64>().unwrap()
+        }
+        _ => npy
+            .into_vec::<u8>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
     };
     (shape, values)
 }

@@ -1,0 +1,145 @@
+//! `robust-eval bench`: throughput of the model zoo on the bundled images, for side-by-side
+//! comparison with `tools/bench_pytorch.py` on the same machine.
+
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::data::{self, Batch, DataSource, DatasetKind, Split};
+use crate::device::{backend_name, dispatch, DeviceChoice, Job};
+use crate::error::{Error, Result};
+use crate::kernels::ConvBackend;
+use crate::models::{Domain, ModelSpec, Network};
+use crate::report;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Inference (clean evaluation).
+    Eval,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "eval")]
+    pub workload: Workload,
+    /// Comma-separated model names (CIFAR-10 variants, random weights).
+    #[arg(long, default_value = "resnet20,resnet18,sdnet18")]
+    pub models: String,
+    /// Images per measurement (from the bundled CIFAR-10 sample).
+    #[arg(long, default_value_t = 500)]
+    pub n: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Measurements per model; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "results")]
+    pub out_dir: std::path::PathBuf,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let device: DeviceChoice = args.device.parse()?;
+    if args.n == 0 || args.batch_size == 0 || args.repeat == 0 {
+        return Err(Error::input(
+            "--n, --batch-size and --repeat must be at least 1",
+        ));
+    }
+    report::prepare_output_dir(&args.out_dir)?;
+    let names: Vec<String> = args
+        .models
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    for name in &names {
+        ModelSpec::new(name, Domain::Cifar, 10)?;
+    }
+    let rates = dispatch(
+        device,
+        BenchJob {
+            args: &args,
+            names: &names,
+        },
+    )?;
+    let mut rows = Vec::new();
+    for (name, rate) in names.iter().zip(&rates) {
+        println!(
+            "{:?} {name}: {rate:.1} images/s ({})",
+            args.workload,
+            backend_name(device)
+        );
+        rows.push(vec![
+            format!("{:?}", args.workload).to_lowercase(),
+            name.clone(),
+            format!("{rate:.1}"),
+            args.batch_size.to_string(),
+            device.to_string(),
+            rayon::current_num_threads().to_string(),
+        ]);
+    }
+    let stem = format!("bench-{:?}", args.workload).to_lowercase();
+    report::write_csv(
+        &args.out_dir.join(format!("{stem}.csv")),
+        &[
+            "workload",
+            "model",
+            "images_per_second",
+            "batch_size",
+            "device",
+            "threads",
+        ],
+        &rows,
+    )?;
+    report::write_json(
+        &args.out_dir.join(format!("{stem}.json")),
+        &json!({
+            "settings": {"n": args.n, "batch_size": args.batch_size, "repeat": args.repeat,
+                         "device": device.to_string(), "threads": rayon::current_num_threads(),
+                         "versions": report::versions()},
+            "results": names.iter().zip(&rates).map(|(n, r)| json!({"model": n, "images_per_second": r})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+struct BenchJob<'a> {
+    args: &'a BenchArgs,
+    names: &'a [String],
+}
+
+impl Job for BenchJob<'_> {
+    type Output = Vec<f64>;
+
+    fn run<B: ConvBackend>(self, device: B::Device) -> Result<Vec<f64>> {
+        let set = data::open(
+            DatasetKind::Cifar10,
+            &DataSource::Bundled,
+            Split::Test,
+            Some(self.args.n),
+        )?;
+        let indices: Vec<usize> = (0..set.len()).collect();
+        let batches: Vec<Batch> = indices
+            .chunks(self.args.batch_size)
+            .map(|c| Batch::load(set.as_ref(), c))
+            .collect::<Result<_>>()?;
+        let mut rates = Vec::new();
+        for name in self.names {
+            let model = Network::<B>::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
+            // Warm-up: allocations, CSC step sizes.
+            let _ = model.forward(batches[0].images::<B>(&device)).into_data();
+            let mut samples: Vec<f64> = (0..self.args.repeat)
+                .map(|_| {
+                    let start = Instant::now();
+                    for batch in &batches {
+                        let _ = model.forward(batch.images::<B>(&device)).into_data();
+                    }
+                    set.len() as f64 / start.elapsed().as_secs_f64()
+                })
+                .collect();
+            samples.sort_by(f64::total_cmp);
+            rates.push(samples[samples.len() / 2]);
+        }
+        Ok(rates)
+    }
+}

@@ -1,0 +1,121 @@
+//! Convolution entry points used by every layer. Backends use burn's own kernels unless they
+//! override them; the CPU backend (burn-flex) runs the faster kernels of [`cpu`] for f32 data.
+//!
+//! Autodiff backends keep burn's kernels, so gradients stay exact and tracked.
+
+pub mod cpu;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::module;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor, Layout};
+
+use crate::kernels::cpu::{ConvGeometry, TransposeGeometry};
+
+/// A backend with the two convolutions the models need.
+pub trait ConvBackend: Backend {
+    fn convolve(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        bias: Option<Tensor<Self, 1>>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        module::conv2d(x, weight, bias, options)
+    }
+
+    fn convolve_transpose(
+        z: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        options: ConvTransposeOptions<2>,
+    ) -> Tensor<Self, 4> {
+        module::conv_transpose2d(z, weight, None, options)
+    }
+}
+
+impl<B: ConvBackend> ConvBackend for Autodiff<B> {}
+
+#[cfg(feature = "cuda")]
+impl ConvBackend for burn::backend::Cuda {}
+
+impl ConvBackend for Flex {
+    fn convolve(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        bias: Option<Tensor<Self, 1>>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        let square =
+            options.stride[0] == options.stride[1] && options.padding[0] == options.padding[1];
+        if !square || options.dilation != [1, 1] || options.groups != 1 || x.dtype() != DType::F32 {
+            return module::conv2d(x, weight, bias, options);
+        }
+        let [batch, c_in, h, w] = x.dims();
+        let [c_out, _, kh, kw] = weight.dims();
+        let geometry = ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: options.stride[0],
+            padding: options.padding[0],
+        };
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let bias = bias.map(contiguous);
+        let out = cpu::conv2d(
+            x.storage::<f32>(),
+            weight.storage::<f32>(),
+            bias.as_ref().map(|b| b.storage::<f32>()),
+            geometry,
+        );
+        from_vec(out, [batch, c_out, geometry.out_h(), geometry.out_w()])
+    }
+
+    fn convolve_transpose(
+        z: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        options: ConvTransposeOptions<2>,
+    ) -> Tensor<Self, 4> {
+        let square = options.stride[0] == options.stride[1]
+            && options.padding[0] == options.padding[1]
+            && options.padding_out[0] == options.padding_out[1];
+        if !square || options.dilation != [1, 1] || options.groups != 1 || z.dtype() != DType::F32 {
+            return module::conv_transpose2d(z, weight, None, options);
+        }
+        let [batch, c_in, h, w] = z.dims();
+        let [_, c_out, kh, kw] = weight.dims();
+        let geometry = TransposeGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: options.stride[0],
+            padding: options.padding[0],
+            output_padding: options.padding_out[0],
+        };
+        let (z, weight) = (contiguous(z), contiguous(weight));
+        let out =
+            cpu::conv_transpose2d(z.storage::<f32>(), weight.storage::<f32>(), None, geometry);
+        from_vec(out, [batch, c_out, geometry.out_h(), geometry.out_w()])
+    }
+}
+
+fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    t.into_primitive().tensor().to_contiguous()
+}
+
+fn from_vec(values: Vec<f32>, shape: [usize; 4]) -> Tensor<Flex, 4> {
+    let tensor = FlexTensor::new(
+        burn::tensor::Bytes::from_elems(values),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}

@@ -1,0 +1,104 @@
+//! Data loading on real images: the bundled CIFAR-10 sample and an ImageNet folder sample.
+
+mod common;
+
+use common::{read_npy, repo};
+use robust_eval::data::folder::{imagenet_wnids, ImageFolder};
+use robust_eval::data::{self, DataSource, Dataset, DatasetKind, Split};
+
+#[test]
+fn bundled_cifar10_sample_has_the_documented_statistics() {
+    let set = data::open(
+        DatasetKind::Cifar10,
+        &DataSource::Bundled,
+        Split::Test,
+        None,
+    )
+    .unwrap();
+    assert_eq!(set.len(), 1000);
+    assert_eq!(set.image_shape(), [3, 32, 32]);
+    let all: Vec<usize> = (0..1000).collect();
+    let pixels = set.load_u8(&all).unwrap();
+    // Per-channel means documented for these images: 0.4967 / 0.4867 / 0.4510.
+    for (channel, expected) in [0.4967, 0.4867, 0.4510].iter().enumerate() {
+        let sum: u64 = pixels
+            .chunks(3072)
+            .flat_map(|img| img[channel * 1024..(channel + 1) * 1024].iter())
+            .map(|&v| v as u64)
+            .sum();
+        let mean = sum as f64 / (1000.0 * 1024.0 * 255.0);
+        assert!(
+            (mean - expected).abs() < 5e-4,
+            "channel {channel}: mean {mean}"
+        );
+    }
+    // The first test images are a cat, a ship, a ship, an airplane.
+    assert_eq!(
+        (0..4).map(|i| set.label(i)).collect::<Vec<_>>(),
+        vec![3, 8, 8, 0]
+    );
+}
+
+#[test]
+fn limit_keeps_the_first_images() {
+    let set = data::open(
+        DatasetKind::Cifar10,
+        &DataSource::Bundled,
+        Split::Test,
+        Some(10),
+    )
+    .unwrap();
+    assert_eq!(set.len(), 10);
+}
+
+#[test]
+fn imagenet_folder_labels_follow_the_standard_class_order() {
+    let folder = ImageFolder::imagenet(&repo("tests/fixtures/imagenet_sample")).unwrap();
+    assert_eq!(folder.len(), 11);
+    assert_eq!(folder.image_shape(), [3, 224, 224]);
+    let wnids = imagenet_wnids();
+    for i in 0..folder.len() {
+        let wnid = folder
+            .path(i)
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(wnids[folder.label(i)], wnid);
+    }
+    // Tench is class 0, n02102177 (Welsh springer spaniel) is class 218.
+    assert_eq!(folder.label(0), 0);
+    let spaniel =
+        (0..folder.len()).find(|&i| folder.path(i).to_str().unwrap().contains("n02102177"));
+    assert_eq!(folder.label(spaniel.unwrap()), 218);
+}
+
+#[test]
+fn imagenet_preprocessing_matches_torchvision() {
+    // torchvision Resize(256) + CenterCrop(224) of the first two images, from the parity fixtures.
+    let (shape, expected) = read_npy(&repo(
+        "tests/fixtures/parity/resnet18_w00625_imagenet_tv.input.npy",
+    ));
+    assert_eq!(shape, vec![2, 3, 224, 224]);
+    let folder = ImageFolder::imagenet(&repo("tests/fixtures/imagenet_sample")).unwrap();
+    let ours = folder.load_u8(&[0, 1]).unwrap();
+    let diffs: Vec<f64> = ours
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let within_two = diffs.iter().filter(|d| **d <= 2.0).count() as f64 / diffs.len() as f64;
+    eprintln!(
+        "preprocessing vs torchvision: mean abs diff {mean:.3}, {within_two:.4} within 2 levels"
+    );
+    // Different JPEG decoders and resampling code: small differences, not a different crop.
+    assert!(mean < 1.0, "mean |Δ| = {mean}");
+    assert!(
+        within_two > 0.97,
+        "{:.3} of pixels within 2 grey levels",
+        within_two
+    );
+}

@@ -1,0 +1,409 @@
+//! `robust-eval eval` and `convert` end to end on real data, and their answers to bad input.
+
+mod common;
+
+use std::fs;
+
+use common::{cli, repo};
+use robust_eval::cli::eval_cmd;
+use serde_json::Value;
+
+fn eval(args: &[&str]) -> eval_cmd::EvalOutcome {
+    use clap::Parser;
+    let mut full = vec!["robust-eval", "eval"];
+    full.extend_from_slice(args);
+    match robust_eval::cli::Cli::try_parse_from(full).unwrap().command {
+        robust_eval::cli::Command::Eval(a) => eval_cmd::run(a).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+fn error_of(args: &[&str]) -> String {
+    cli(args).expect_err("the command should fail").to_string()
+}
+
+#[test]
+fn resnet20_and_resnet32_reach_the_pytorch_accuracy_on_the_bundled_images() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let r20 = repo("models/cifar10-resnet-akamaster/resnet20-12fca82f.th");
+    let outcome = eval(&[
+        "--model",
+        "resnet20",
+        "--checkpoint",
+        r20.to_str().unwrap(),
+        "--out-dir",
+        dir,
+    ]);
+    assert_eq!(outcome.accuracy.n, 1000);
+    assert_eq!(
+        (outcome.accuracy.top1 * 1000.0).round(),
+        915.0,
+        "PyTorch reference: 91.5 %"
+    );
+
+    let r32 = repo("models/cifar10-resnet-akamaster/resnet32-d509ac18.th");
+    let outcome = eval(&[
+        "--model",
+        "resnet32",
+        "--checkpoint",
+        r32.to_str().unwrap(),
+        "--out-dir",
+        dir,
+    ]);
+    assert_eq!(
+        (outcome.accuracy.top1 * 1000.0).round(),
+        928.0,
+        "PyTorch reference: 92.8 %"
+    );
+
+    // The JSON records the settings and the result.
+    let json: Value = serde_json::from_str(
+        &fs::read_to_string(out.path().join("eval-resnet32-cifar10.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["results"]["n"], 1000);
+    assert_eq!(json["settings"]["model"]["model"], "resnet32");
+    assert!(json["settings"]["versions"]["burn"].is_string());
+}
+
+#[test]
+fn default_run_uses_the_bundled_model_and_data() {
+    let out = tempfile::tempdir().unwrap();
+    let outcome = eval(&["--limit", "200", "--out-dir", out.path().to_str().unwrap()]);
+    assert_eq!(outcome.accuracy.n, 200);
+    assert!(outcome.accuracy.top1 > 0.85);
+    let rows =
+        fs::read_to_string(out.path().join("eval-resnet20-cifar10.predictions.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 201, "header + one row per image");
+}
+
+#[test]
+fn an_interrupted_eval_resumes_without_recomputing() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    eval(&["--limit", "100", "--out-dir", dir]);
+    // Pretend the run stopped after 40 images (the last row half-written).
+    let path = out.path().join("eval-resnet20-cifar10.predictions.csv");
+    let text = fs::read_to_string(&path).unwrap();
+    let mut kept: Vec<&str> = text.lines().take(41).collect();
+    kept.push("40,3");
+    fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let full = eval(&["--limit", "100", "--out-dir", dir, "--resume"]);
+    let json: Value = serde_json::from_str(
+        &fs::read_to_string(out.path().join("eval-resnet20-cifar10.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["results"]["resumed_samples"], 40);
+    assert_eq!(full.accuracy.n, 100);
+    let fresh = eval(&["--limit", "100", "--out-dir", dir]);
+    assert_eq!(full.accuracy, fresh.accuracy);
+    // Resuming with other settings is refused.
+    let message = error_of(&[
+        "eval",
+        "--limit",
+        "100",
+        "--out-dir",
+        dir,
+        "--resume",
+        "--model",
+        "resnet32",
+        "--name",
+        "eval-resnet20-cifar10",
+    ]);
+    assert!(message.contains("other settings"), "{message}");
+}
+
+#[test]
+fn imagenet_folder_runs_end_to_end_with_random_and_imported_weights() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let data = repo("tests/fixtures/imagenet_sample");
+    let data = data.to_str().unwrap();
+    let random = eval(&[
+        "--dataset",
+        "imagenet",
+        "--data",
+        data,
+        "--model",
+        "resnet18",
+        "--random-init",
+        "--batch-size",
+        "4",
+        "--out-dir",
+        dir,
+    ]);
+    assert_eq!(random.accuracy.n, 11);
+    let tv = repo("tests/fixtures/parity/resnet18_w00625_imagenet_tv.pth");
+    let imported = eval(&[
+        "--dataset",
+        "imagenet",
+        "--data",
+        data,
+        "--model",
+        "resnet18",
+        "--width",
+        "0.0625",
+        "--checkpoint",
+        tv.to_str().unwrap(),
+        "--out-dir",
+        dir,
+        "--name",
+        "tv",
+    ]);
+    assert_eq!(imported.accuracy.n, 11);
+    let rows = fs::read_to_string(out.path().join("tv.predictions.csv")).unwrap();
+    let labels: Vec<&str> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(labels[..2], ["0", "0"], "tench images carry class 0");
+}
+
+#[test]
+fn convert_writes_a_native_checkpoint_that_evaluates_identically() {
+    let out = tempfile::tempdir().unwrap();
+    let native = out.path().join("sdnet.bpk");
+    let source = repo("tests/fixtures/parity/sdnet18_w0125_cifar.pth");
+    cli(&[
+        "convert",
+        source.to_str().unwrap(),
+        native.to_str().unwrap(),
+        "--model",
+        "sdnet18",
+        "--width",
+        "0.125",
+    ])
+    .unwrap();
+    let dir = out.path().to_str().unwrap();
+    let from_torch = eval(&[
+        "--model",
+        "sdnet18",
+        "--width",
+        "0.125",
+        "--checkpoint",
+        source.to_str().unwrap(),
+        "--limit",
+        "50",
+        "--out-dir",
+        dir,
+        "--name",
+        "a",
+        "--logits",
+        out.path().join("a.npy").to_str().unwrap(),
+    ]);
+    // The native file carries its architecture: no --model needed.
+    let from_native = eval(&[
+        "--checkpoint",
+        native.to_str().unwrap(),
+        "--limit",
+        "50",
+        "--out-dir",
+        dir,
+        "--name",
+        "b",
+        "--logits",
+        out.path().join("b.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(from_torch.accuracy, from_native.accuracy);
+    assert_eq!(
+        fs::read(out.path().join("a.npy")).unwrap(),
+        fs::read(out.path().join("b.npy")).unwrap()
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+
+    // Truncated CIFAR file.
+    let truncated = dir.join("short.bin");
+    fs::write(
+        &truncated,
+        &fs::read(repo("data/cifar10/test_first1000.bin")).unwrap()[..3073 * 3 + 100],
+    )
+    .unwrap();
+    let m = error_of(&[
+        "eval",
+        "--data",
+        truncated.to_str().unwrap(),
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("short.bin") && m.contains("not a whole number of 3073-byte"),
+        "{m}"
+    );
+
+    // Empty folder, a folder that is not a class, a class without images.
+    let empty = dir.join("empty");
+    fs::create_dir(&empty).unwrap();
+    let m = error_of(&[
+        "eval",
+        "--dataset",
+        "imagenet",
+        "--data",
+        empty.to_str().unwrap(),
+        "--random-init",
+        "--model",
+        "resnet18",
+        "--out-dir",
+        out,
+    ]);
+    assert!(m.contains("no class folders"), "{m}");
+    let mislabeled = dir.join("mislabeled");
+    fs::create_dir_all(mislabeled.join("cats")).unwrap();
+    let m = error_of(&[
+        "eval",
+        "--dataset",
+        "imagenet",
+        "--data",
+        mislabeled.to_str().unwrap(),
+        "--random-init",
+        "--model",
+        "resnet18",
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("'cats' is not one of the 1000 ImageNet WordNet ids"),
+        "{m}"
+    );
+    let no_images = dir.join("noimages");
+    fs::create_dir_all(no_images.join("n01440764")).unwrap();
+    fs::write(no_images.join("n01440764/readme.txt"), "x").unwrap();
+    let m = error_of(&[
+        "eval",
+        "--dataset",
+        "imagenet",
+        "--data",
+        no_images.to_str().unwrap(),
+        "--random-init",
+        "--model",
+        "resnet18",
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("n01440764") && m.contains("holds no images"),
+        "{m}"
+    );
+
+    // Unknown model and dataset names.
+    let m = error_of(&[
+        "eval",
+        "--model",
+        "resnet19",
+        "--random-init",
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("unknown model 'resnet19'") && m.contains("sdnet18-all"),
+        "{m}"
+    );
+    let m = error_of(&["eval", "--dataset", "mnist", "--out-dir", out]);
+    assert!(m.contains("unknown dataset kind 'mnist'"), "{m}");
+
+    // A checkpoint of another architecture names the offending keys.
+    let r20 = repo("models/cifar10-resnet-akamaster/resnet20-12fca82f.th");
+    let m = error_of(&[
+        "eval",
+        "--model",
+        "resnet32",
+        "--checkpoint",
+        r20.to_str().unwrap(),
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("does not fit model resnet32")
+            && m.contains("missing")
+            && m.contains("layer1.3.conv1.weight"),
+        "{m}"
+    );
+    let sdnet = repo("tests/fixtures/parity/sdnet18_w0125_cifar.pth");
+    let m = error_of(&[
+        "eval",
+        "--model",
+        "resnet18",
+        "--width",
+        "0.125",
+        "--checkpoint",
+        sdnet.to_str().unwrap(),
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("layer0.0.weight")
+            && m.contains("unexpected")
+            && m.contains("layer0.0.dn.weight"),
+        "{m}"
+    );
+    let m = error_of(&[
+        "eval",
+        "--model",
+        "sdnet18",
+        "--checkpoint",
+        sdnet.to_str().unwrap(),
+        "--out-dir",
+        out,
+    ]);
+    assert!(
+        m.contains("wrongly shaped")
+            && m.contains("layer0.0.dn.weight: file [8, 3, 3, 3], model [64, 3, 3, 3]"),
+        "{m}"
+    );
+
+    // Not a checkpoint at all.
+    let m = error_of(&[
+        "eval",
+        "--model",
+        "resnet20",
+        "--checkpoint",
+        truncated.to_str().unwrap(),
+        "--out-dir",
+        out,
+    ]);
+    assert!(m.contains("not a checkpoint"), "{m}");
+
+    // Unwritable output directory (a file stands where the directory should be).
+    let blocker = dir.join("blocker");
+    fs::write(&blocker, "x").unwrap();
+    let m = error_of(&[
+        "eval",
+        "--limit",
+        "5",
+        "--out-dir",
+        blocker.join("sub").to_str().unwrap(),
+    ]);
+    assert!(m.contains("cannot create output directory"), "{m}");
+
+    // Zero batch size, and a GPU in a CPU-only build.
+    let m = error_of(&["eval", "--batch-size", "0", "--out-dir", out]);
+    assert!(m.contains("--batch-size must be at least 1"), "{m}");
+    if !cfg!(feature = "cuda") {
+        let m = error_of(&["eval", "--device", "cuda", "--limit", "5", "--out-dir", out]);
+        assert!(m.contains("needs a build with CUDA support"), "{m}");
+    }
+    let m = error_of(&["eval", "--device", "tpu", "--out-dir", out]);
+    assert!(m.contains("unknown device 'tpu'"), "{m}");
+}
+
+#[test]
+fn the_binary_reports_errors_with_a_non_zero_exit_code() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_robust-eval"))
+        .args(["eval", "--model", "nope", "--random-init"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: unknown model 'nope'"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,94 @@
+//! The CPU convolution kernels against burn's reference implementation, on many geometries.
+
+mod common;
+
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Distribution, Tensor};
+use common::{device, to_vec, B};
+use robust_eval::kernels::ConvBackend;
+
+fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+}
+
+fn assert_close(ours: Vec<f32>, reference: Vec<f32>, what: &str) {
+    assert_eq!(ours.len(), reference.len(), "{what}: length");
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-5 * scale,
+        "{what}: max difference {worst} (scale {scale})"
+    );
+}
+
+#[test]
+fn conv2d_matches_burn_on_many_geometries() {
+    // (batch, c_in, size, c_out, kernel, stride, padding, bias)
+    let cases = [
+        (2, 3, 9, 5, 3, 1, 1, false),
+        (3, 4, 8, 6, 3, 2, 1, true),
+        (1, 3, 15, 4, 7, 2, 3, false),
+        (4, 8, 6, 8, 1, 1, 0, true),
+        (2, 8, 8, 4, 1, 2, 0, false),
+        (2, 2, 7, 3, 5, 1, 0, false),
+        (5, 16, 4, 16, 3, 1, 1, true),
+    ];
+    for (n, c, s, co, k, stride, pad, with_bias) in cases {
+        let x = random([n, c, s, s]);
+        let w = random([co, c, k, k]);
+        let bias = with_bias.then(|| random([co]));
+        let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+        let reference = conv2d(x.clone(), w.clone(), bias.clone(), options.clone());
+        let ours = B::convolve(x, w, bias, options);
+        assert_eq!(ours.dims(), reference.dims());
+        assert_close(
+            to_vec(ours),
+            to_vec(reference),
+            &format!("conv2d {n}x{c}x{s} k{k} s{stride} p{pad}"),
+        );
+    }
+}
+
+#[test]
+fn conv_transpose2d_matches_burn_on_many_geometries() {
+    // (batch, c_code, size, c_out, kernel, stride, padding, output_padding)
+    let cases = [
+        (2, 5, 9, 3, 3, 1, 1, 0),
+        (3, 6, 4, 4, 3, 2, 1, 1),
+        (1, 4, 8, 3, 7, 2, 3, 1),
+        (2, 8, 5, 8, 1, 1, 0, 0),
+        (2, 3, 6, 2, 5, 1, 2, 0),
+    ];
+    for (n, c, s, co, k, stride, pad, out_pad) in cases {
+        let z = random([n, c, s, s]);
+        let w = random([c, co, k, k]);
+        let options =
+            ConvTransposeOptions::new([stride, stride], [pad, pad], [out_pad, out_pad], [1, 1], 1);
+        let reference = conv_transpose2d(z.clone(), w.clone(), None, options.clone());
+        let ours = B::convolve_transpose(z, w, options);
+        assert_eq!(ours.dims(), reference.dims());
+        assert_close(
+            to_vec(ours),
+            to_vec(reference),
+            &format!("conv_transpose2d {n}x{c}x{s} k{k} s{stride}"),
+        );
+    }
+}
+
+#[test]
+fn kernels_accept_non_contiguous_inputs() {
+    let x = random([3, 4, 6, 6]).swap_dims(2, 3);
+    let w = random([5, 4, 3, 3]);
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let reference = conv2d(x.clone(), w.clone(), None, options.clone());
+    assert_close(
+        to_vec(B::convolve(x, w, None, options)),
+        to_vec(reference),
+        "transposed input",
+    );
+}
