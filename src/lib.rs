@@ -4,6 +4,7 @@
 //! [`data`] (CIFAR binaries, ImageNet folders), [`checkpoint`] (native format, PyTorch import),
 //! [`eval`] (the evaluation loop), [`report`] (CSV/JSON), [`device`] (backend selection).
 
+pub mod adversarial;
 pub mod bundled;
 pub mod checkpoint;
 pub mod cli;

@@ -92,3 +92,109 @@ fn kernels_accept_non_contiguous_inputs() {
         "transposed input",
     );
 }
+
+mod gradients {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::backend::Backend;
+
+    type AD = Autodiff<B>;
+
+    fn random_ad<const D: usize>(shape: [usize; D]) -> Tensor<AD, D> {
+        Tensor::from_inner(random(shape)).require_grad()
+    }
+
+    /// Gradients of Σ out·probe with respect to every input, through our op and through burn's.
+    fn compare(
+        inputs: Vec<Tensor<AD, 4>>,
+        bias: Option<Tensor<AD, 1>>,
+        ours: impl Fn(&[Tensor<AD, 4>], Option<Tensor<AD, 1>>) -> Tensor<AD, 4>,
+        reference: impl Fn(&[Tensor<AD, 4>], Option<Tensor<AD, 1>>) -> Tensor<AD, 4>,
+        what: &str,
+    ) {
+        let out = ours(&inputs, bias.clone());
+        let probe: Tensor<AD, 4> = Tensor::from_inner(random(out.dims()));
+        let grads_ours = (out * probe.clone()).sum().backward();
+        let grads_ref = (reference(&inputs, bias.clone()) * probe).sum().backward();
+        for (i, input) in inputs.iter().enumerate() {
+            let a = to_vec(input.grad(&grads_ours).unwrap());
+            let b = to_vec(input.grad(&grads_ref).unwrap());
+            assert_close(a, b, &format!("{what}: gradient of input {i}"));
+        }
+        if let Some(bias) = bias {
+            let a: Vec<f32> = bias
+                .grad(&grads_ours)
+                .unwrap()
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let b: Vec<f32> = bias.grad(&grads_ref).unwrap().into_data().to_vec().unwrap();
+            assert_close(a, b, &format!("{what}: bias gradient"));
+        }
+    }
+
+    #[test]
+    fn convolution_gradients_match_burn() {
+        for (n, c, s, co, k, stride, pad, with_bias) in [
+            (2, 3, 8, 4, 3, 1, 1, false),
+            (3, 4, 8, 6, 3, 2, 1, true),
+            (2, 3, 9, 5, 7, 2, 3, false),
+            (2, 6, 5, 3, 1, 1, 0, true),
+        ] {
+            let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+            let bias = with_bias.then(|| Tensor::from_inner(random([co])).require_grad());
+            compare(
+                vec![random_ad([n, c, s, s]), random_ad([co, c, k, k])],
+                bias,
+                |t, b| {
+                    <AD as ConvBackend>::convolve(t[0].clone(), t[1].clone(), b, options.clone())
+                },
+                |t, b| conv2d(t[0].clone(), t[1].clone(), b, options.clone()),
+                &format!("conv {c}->{co} k{k} s{stride}"),
+            );
+        }
+    }
+
+    #[test]
+    fn transposed_convolution_gradients_match_burn() {
+        for (n, c, s, co, k, stride, pad, out_pad) in [
+            (2, 5, 6, 3, 3, 1, 1, 0),
+            (2, 6, 4, 3, 3, 2, 1, 1),
+            (1, 4, 5, 3, 7, 2, 3, 1),
+        ] {
+            let options = ConvTransposeOptions::new(
+                [stride, stride],
+                [pad, pad],
+                [out_pad, out_pad],
+                [1, 1],
+                1,
+            );
+            compare(
+                vec![random_ad([n, c, s, s]), random_ad([c, co, k, k])],
+                None,
+                |t, _| {
+                    <AD as ConvBackend>::convolve_transpose(
+                        t[0].clone(),
+                        t[1].clone(),
+                        options.clone(),
+                    )
+                },
+                |t, _| conv_transpose2d(t[0].clone(), t[1].clone(), None, options.clone()),
+                &format!("transpose {c}->{co} k{k} s{stride}"),
+            );
+        }
+    }
+
+    #[test]
+    fn untracked_inputs_get_no_gradient_work() {
+        let x: Tensor<AD, 4> = Tensor::from_inner(random([2, 3, 6, 6])).require_grad();
+        let w: Tensor<AD, 4> = Tensor::from_inner(random([4, 3, 3, 3]));
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let grads = <AD as ConvBackend>::convolve(x.clone(), w.clone(), None, options)
+            .sum()
+            .backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(w.grad(&grads).is_none());
+        let _ = <B as Backend>::name(&device());
+    }
+}

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and one module per command. Commands only parse, call the
 //! library and print.
 
+pub mod attack_cmd;
 pub mod bench_cmd;
 pub mod common;
 pub mod eval_cmd;
@@ -37,6 +38,12 @@ pub enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Convert a PyTorch checkpoint into robust-eval's own format.
     Convert(ConvertArgs),
+    /// Fast gradient sign method (one step of size ε).
+    Fgsm(attack_cmd::FgsmArgs),
+    /// Projected gradient descent (L∞ or L2), with restarts and targets.
+    Pgd(attack_cmd::PgdArgs),
+    /// APGD-CE: step-size-free PGD with momentum (Croce & Hein 2020).
+    Apgd(attack_cmd::ApgdArgs),
     /// Measure throughput (images/s) of the model zoo.
     Bench(bench_cmd::BenchArgs),
 }
@@ -63,6 +70,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
         Command::Convert(args) => convert(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Fgsm(args) => {
+            let (spec, args) = args.into_parts();
+            attack_cmd::run(spec, args).map(|_| ())
+        }
+        Command::Pgd(args) => {
+            let (spec, args) = args.into_parts()?;
+            attack_cmd::run(spec, args).map(|_| ())
+        }
+        Command::Apgd(args) => {
+            let (spec, args) = args.into_parts();
+            attack_cmd::run(spec, args).map(|_| ())
+        }
     }
 }
 

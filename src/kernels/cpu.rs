@@ -106,7 +106,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
                 let rhs: &[f32] = if pointwise && count == 1 {
                     images
                 } else {
-                    rows.clear();
+                    // im2row writes every element (zeros included): no need to clear.
                     rows.resize(depth * width, 0.0);
                     for (i, image) in images.chunks(image_in).enumerate() {
                         im2row(image, g, rows, width, i * plane);
@@ -116,7 +116,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
                 let target: &mut [f32] = if count == 1 {
                     dst
                 } else {
-                    product.clear();
+                    // Fully written by the GEMM (or the bias fill below).
                     product.resize(g.c_out * width, 0.0);
                     product
                 };
@@ -167,7 +167,8 @@ fn im2row(image: &[f32], g: ConvGeometry, rows: &mut [f32], width: usize, column
                 for y in 0..oh {
                     let iy = (y * g.stride + ky) as isize - g.padding as isize;
                     if iy < 0 || iy >= g.h as isize {
-                        continue; // stays zero
+                        row[y * ow..(y + 1) * ow].fill(0.0);
+                        continue;
                     }
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     let dst = &mut row[y * ow..(y + 1) * ow];
@@ -178,23 +179,27 @@ fn im2row(image: &[f32], g: ConvGeometry, rows: &mut [f32], width: usize, column
     }
 }
 
-/// `dst[x] = src[x·stride + offset]` where in range, zero elsewhere (already zero).
+/// `dst[x] = src[x·stride + offset]` where in range, zero elsewhere.
 #[inline]
 fn copy_shifted(src: &[f32], dst: &mut [f32], offset: isize, stride: usize) {
     let n = src.len() as isize;
     if stride == 1 {
-        let first = (-offset).max(0) as usize;
-        let last = ((n - offset).min(dst.len() as isize)).max(0) as usize;
+        let first = ((-offset).max(0) as usize).min(dst.len());
+        let last = ((n - offset).min(dst.len() as isize)).max(first as isize) as usize;
+        dst[..first].fill(0.0);
         if first < last {
             let from = (first as isize + offset) as usize;
             dst[first..last].copy_from_slice(&src[from..from + (last - first)]);
         }
+        dst[last..].fill(0.0);
     } else {
         for (x, d) in dst.iter_mut().enumerate() {
             let i = (x * stride) as isize + offset;
-            if i >= 0 && i < n {
-                *d = src[i as usize];
-            }
+            *d = if i >= 0 && i < n {
+                src[i as usize]
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -248,8 +253,7 @@ pub fn conv_transpose2d(
                 let rhs: &[f32] = if count == 1 {
                     codes
                 } else {
-                    // [count, c_in, plane] → [c_in, count·plane]
-                    gathered.clear();
+                    // [count, c_in, plane] → [c_in, count·plane], every element written.
                     gathered.resize(g.c_in * width, 0.0);
                     for (i, code) in codes.chunks(image_in).enumerate() {
                         for (c, src) in code.chunks(plane_in).enumerate() {
@@ -259,7 +263,7 @@ pub fn conv_transpose2d(
                     }
                     gathered
                 };
-                columns.clear();
+                // Fully written by the GEMM: no need to clear.
                 columns.resize(depth * width, 0.0);
                 // columns[depth, width] = weightᵀ[depth, c_in] · rhs[c_in, width]
                 matmul(
@@ -334,4 +338,72 @@ fn add_shifted(src: &[f32], dst: &mut [f32], offset: isize, stride: usize) {
             }
         }
     }
+}
+
+/// Gradient of `conv2d(x, weight)` with respect to the weight, given the output gradient `dy`
+/// [batch, c_out, out_h, out_w]: `dW[c_out, c_in·kh·kw] = Σ_images dy · im2row(x)ᵀ`.
+pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
+    let plane = g.out_h() * g.out_w();
+    let depth = g.c_in * g.kh * g.kw;
+    let image_in = g.c_in * g.h * g.w;
+    let image_out = g.c_out * plane;
+    let per_chunk = images_per_chunk(g.batch, plane);
+    let parallelism = inner_parallelism(g.batch.div_ceil(per_chunk));
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(per_chunk * image_in)
+        .zip(dy.par_chunks(per_chunk * image_out))
+        .map(|(images, grads)| {
+            let count = images.len() / image_in;
+            let width = count * plane;
+            let mut rows = vec![0f32; depth * width];
+            for (i, image) in images.chunks(image_in).enumerate() {
+                im2row(image, g, &mut rows, width, i * plane);
+            }
+            let mut gathered = Vec::new();
+            let lhs: &[f32] = if count == 1 {
+                grads
+            } else {
+                gathered.resize(g.c_out * width, 0.0);
+                for (i, image) in grads.chunks(image_out).enumerate() {
+                    for (c, src) in image.chunks(plane).enumerate() {
+                        gathered[c * width + i * plane..c * width + (i + 1) * plane]
+                            .copy_from_slice(src);
+                    }
+                }
+                &gathered
+            };
+            let mut partial = vec![0f32; g.c_out * depth];
+            // partial[c_out, depth] = lhs[c_out, width] · rowsᵀ[width, depth]
+            // SAFETY: all extents lie inside the slices.
+            unsafe {
+                gemm(
+                    g.c_out,
+                    depth,
+                    width,
+                    partial.as_mut_ptr(),
+                    1,
+                    depth as isize,
+                    false,
+                    lhs.as_ptr(),
+                    1,
+                    width as isize,
+                    rows.as_ptr(),
+                    width as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+            partial
+        })
+        .collect();
+    let mut total = vec![0f32; g.c_out * depth];
+    for partial in partials {
+        total.iter_mut().zip(partial).for_each(|(t, p)| *t += p);
+    }
+    total
 }

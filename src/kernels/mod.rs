@@ -1,11 +1,12 @@
 //! Convolution entry points used by every layer. Backends use burn's own kernels unless they
 //! override them; the CPU backend (burn-flex) runs the faster kernels of [`cpu`] for f32 data.
 //!
-//! Autodiff backends keep burn's kernels, so gradients stay exact and tracked.
+//! Autodiff backends record the convolutions as single operations whose backward passes call the
+//! same entry points ([`autodiff`]), so gradients also run on the fast kernels.
 
+pub mod autodiff;
 pub mod cpu;
 
-use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
@@ -32,9 +33,23 @@ pub trait ConvBackend: Backend {
     ) -> Tensor<Self, 4> {
         module::conv_transpose2d(z, weight, None, options)
     }
-}
 
-impl<B: ConvBackend> ConvBackend for Autodiff<B> {}
+    /// Gradient of `convolve(x, weight)` with respect to `weight`, given the output gradient.
+    fn convolve_weight_grad(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        grad: Tensor<Self, 4>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        let primitive = Self::conv2d_weight_backward(
+            x.into_primitive().tensor(),
+            weight.into_primitive().tensor(),
+            grad.into_primitive().tensor(),
+            options,
+        );
+        Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    }
+}
 
 #[cfg(feature = "cuda")]
 impl ConvBackend for burn::backend::Cuda {}

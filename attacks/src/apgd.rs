@@ -1,0 +1,195 @@
+//! APGD-CE (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
+//! diverse parameter-free attacks", ICML 2020).
+//!
+//! PGD with momentum 0.75 and a per-sample step size that starts at 2ε and is halved at
+//! checkpoints where progress stalled (fewer than 75 % of the steps since the last checkpoint
+//! increased the loss, or the best loss did not improve since the last checkpoint without a
+//! reduction), restarting from the best point found. Checkpoint spacing starts at 0.22·N_iter and
+//! shrinks by 0.03·N_iter down to 0.06·N_iter. A sample counts as broken if any iterate fools the
+//! model. Defaults: 100 iterations, random start.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use crate::budget::{per_sample, project};
+use crate::fgsm::ascent_direction;
+use crate::gradient::argmax;
+use crate::pgd::random_start;
+use crate::{Attack, Classifier, Goal, Gradient, Images, Norm, Perturbed};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Apgd {
+    pub eps: f64,
+    pub steps: usize,
+    pub norm: Norm,
+    /// Momentum weight of the new point (0.75 in the paper).
+    pub momentum: f64,
+    /// Fraction of increasing steps below which the step size is halved (0.75).
+    pub rho: f64,
+    /// Forward passes averaged per gradient (EOT); 1 for deterministic models.
+    pub eot: usize,
+}
+
+impl Apgd {
+    pub fn new(eps: f64, norm: Norm) -> Self {
+        Self {
+            eps,
+            steps: 100,
+            norm,
+            momentum: 0.75,
+            rho: 0.75,
+            eot: 1,
+        }
+    }
+}
+
+/// Blend `a` and `b` per sample: rows where `take_b` holds come from `b`.
+fn select_rows<B: burn::tensor::backend::Backend>(
+    a: Tensor<B, 4>,
+    b: Tensor<B, 4>,
+    take_b: &[bool],
+) -> Tensor<B, 4> {
+    if !take_b.iter().any(|t| *t) {
+        return a;
+    }
+    let device = a.device();
+    let mask: Vec<f32> = take_b.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect();
+    let keep: Vec<f32> = mask.iter().map(|m| 1.0 - m).collect();
+    a * per_sample(keep, &device) + b * per_sample(mask, &device)
+}
+
+impl<B: AutodiffBackend> Attack<B> for Apgd {
+    fn perturb<M: Classifier<B>>(
+        &self,
+        model: &M,
+        x: Images<B>,
+        goal: &Goal,
+        restart: usize,
+    ) -> Perturbed<B> {
+        let n = goal.len();
+        let n_iter = self.steps.max(1);
+        // Truncation as in the reference implementation (22, 3 and 6 for 100 iterations).
+        let first_interval = ((0.22 * n_iter as f64) as usize).max(1);
+        let interval_decrease = ((0.03 * n_iter as f64) as usize).max(1);
+        let min_interval = ((0.06 * n_iter as f64) as usize).max(1);
+
+        let mut adv = random_start::<B>(&x, goal, restart, self.eps, self.norm);
+        let mut gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
+        let zero_gradients = gradient.zero_gradients;
+        let mut grad = gradient.grad.clone();
+        let mut best_adv = adv.clone(); // the highest-loss point (restart point)
+        let mut best_grad = grad.clone();
+        let mut best_loss = gradient.loss.clone();
+        let mut fooling = adv.clone(); // the first point that fooled the model, if any
+        let mut fooled: Vec<bool> = gradient
+            .predictions()
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| goal.achieved(i, p))
+            .collect();
+
+        let mut step: Vec<f32> = vec![(2.0 * self.eps) as f32; n];
+        let mut previous = adv.clone();
+        let mut losses: Vec<Vec<f32>> = Vec::with_capacity(n_iter);
+        let mut interval = first_interval;
+        let mut since_check = 0;
+        let mut checkpoint_best = best_loss.clone();
+        let mut reduced_last_check = vec![false; n];
+
+        for i in 0..n_iter {
+            let a = if i == 0 { 1.0 } else { self.momentum };
+            let momentum_term = adv.clone() - previous.clone();
+            previous = adv.clone();
+            let direction =
+                ascent_direction(grad.clone(), self.norm) * per_sample(step.clone(), &x.device());
+            let z = project(adv.clone() + direction, &x, self.eps, self.norm);
+            let blended =
+                adv.clone() + (z - adv.clone()).mul_scalar(a) + momentum_term.mul_scalar(1.0 - a);
+            adv = project(blended, &x, self.eps, self.norm);
+
+            gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
+            grad = gradient.grad.clone();
+            let newly_fooled: Vec<bool> = argmax(gradient.logits.clone())
+                .iter()
+                .enumerate()
+                .map(|(k, &p)| !fooled[k] && goal.achieved(k, p))
+                .collect();
+            fooling = select_rows(fooling, adv.clone(), &newly_fooled);
+            for (f, new) in fooled.iter_mut().zip(&newly_fooled) {
+                *f |= *new;
+            }
+            let improved: Vec<bool> = gradient
+                .loss
+                .iter()
+                .zip(&best_loss)
+                .map(|(l, b)| l > b)
+                .collect();
+            best_adv = select_rows(best_adv, adv.clone(), &improved);
+            best_grad = select_rows(best_grad, grad.clone(), &improved);
+            for k in 0..n {
+                if improved[k] {
+                    best_loss[k] = gradient.loss[k];
+                }
+            }
+            losses.push(gradient.loss.clone());
+
+            since_check += 1;
+            if since_check == interval {
+                let oscillating = oscillation(&losses, interval, self.rho);
+                let reduce: Vec<bool> = (0..n)
+                    .map(|k| {
+                        oscillating[k]
+                            || (!reduced_last_check[k] && checkpoint_best[k] >= best_loss[k])
+                    })
+                    .collect();
+                for k in 0..n {
+                    if reduce[k] {
+                        step[k] /= 2.0;
+                    }
+                }
+                adv = select_rows(adv, best_adv.clone(), &reduce);
+                grad = select_rows(grad, best_grad.clone(), &reduce);
+                reduced_last_check = reduce;
+                checkpoint_best = best_loss.clone();
+                interval = interval.saturating_sub(interval_decrease).max(min_interval);
+                since_check = 0;
+            }
+        }
+        // Fooled samples return the point that fooled the model; the others their best point.
+        Perturbed {
+            images: select_rows(best_adv, fooling, &fooled),
+            zero_gradients,
+        }
+    }
+
+    fn norm(&self) -> Norm {
+        self.norm
+    }
+
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+}
+
+/// Per sample: whether the loss increased in at most `rho·k` of the last `k` steps. The step
+/// before the first counts as loss 0, as in the reference implementation.
+fn oscillation(losses: &[Vec<f32>], k: usize, rho: f64) -> Vec<bool> {
+    let j = losses.len() - 1;
+    let n = losses[j].len();
+    (0..n)
+        .map(|s| {
+            let increases = (0..k)
+                .filter(|&c| {
+                    let now = losses[j - c][s];
+                    let before = if j >= c + 1 {
+                        losses[j - c - 1][s]
+                    } else {
+                        0.0
+                    };
+                    now > before
+                })
+                .count();
+            increases as f64 <= k as f64 * rho
+        })
+        .collect()
+}

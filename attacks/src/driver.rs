@@ -1,0 +1,125 @@
+//! Running an attack on a batch: skipping samples that need no attack, restarts that keep the
+//! per-sample worst case, and the budget check.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::budget::{check_budget, BudgetViolation};
+use crate::gradient::{argmax, cross_entropy};
+use crate::{Attack, Classifier, Goal, Images};
+
+/// The result of attacking one batch.
+pub struct Outcome<B: AutodiffBackend> {
+    pub adversarial: Images<B>,
+    /// Class predicted on the clean images.
+    pub clean_predictions: Vec<usize>,
+    /// Class predicted on the adversarial images.
+    pub predictions: Vec<usize>,
+    /// Whether the goal was reached (misclassified, or the target hit).
+    pub success: Vec<bool>,
+    /// Cross-entropy of the true label at the adversarial images.
+    pub loss: Vec<f32>,
+    /// Restarts actually run per sample (0 for samples that needed no attack).
+    pub restarts_used: Vec<usize>,
+    /// Attacked samples whose input gradient was exactly zero at the first step (first restart).
+    pub zero_gradients: usize,
+    /// Samples attacked in the first restart.
+    pub attacked: usize,
+}
+
+/// Attacks `images`, restarting up to `restarts` times on the samples not yet broken and keeping
+/// for each sample a successful adversarial image, or else the one with the highest loss.
+/// Untargeted attacks skip samples that are already misclassified.
+pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
+    attack: &A,
+    model: &M,
+    images: Images<B>,
+    goal: &Goal,
+    restarts: usize,
+) -> Result<Outcome<B>, BudgetViolation> {
+    let [n, c, h, w] = images.dims();
+    let row = c * h * w;
+    let device = images.device();
+    let clean_predictions = argmax(logits_of(model, &images));
+    let mut success: Vec<bool> = (0..n)
+        .map(|i| goal.achieved(i, clean_predictions[i]))
+        .collect();
+    let mut pixels = to_vec(images.clone());
+    let mut best_loss = vec![f32::NEG_INFINITY; n];
+    let mut restarts_used = vec![0; n];
+    let (mut zero_gradients, mut attacked) = (0, 0);
+
+    for restart in 0..restarts.max(1) {
+        let active: Vec<usize> = (0..n).filter(|&i| !success[i]).collect();
+        if active.is_empty() || attack.eps() == 0.0 && restart > 0 {
+            break;
+        }
+        let index = Tensor::from_data(
+            TensorData::new(
+                active.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [active.len()],
+            ),
+            &device,
+        );
+        let sub_images = images.clone().select(0, index);
+        let sub_goal = goal.subset(&active);
+        let perturbed = attack.perturb(model, sub_images, &sub_goal, restart);
+        if restart == 0 {
+            zero_gradients = perturbed.zero_gradients;
+            attacked = active.len();
+        }
+        let logits = logits_of(model, &perturbed.images);
+        let predictions = argmax(logits.clone());
+        let losses = objective(logits, &sub_goal);
+        let adv_pixels = to_vec(perturbed.images);
+        for (k, &i) in active.iter().enumerate() {
+            restarts_used[i] += 1;
+            let achieved = sub_goal.achieved(k, predictions[k]);
+            if achieved || losses[k] > best_loss[i] {
+                pixels[i * row..(i + 1) * row].copy_from_slice(&adv_pixels[k * row..(k + 1) * row]);
+                best_loss[i] = losses[k];
+            }
+            success[i] = achieved;
+        }
+    }
+
+    let adversarial = Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), &device);
+    check_budget(&adversarial, &images, attack.eps(), attack.norm())?;
+    let logits = logits_of(model, &adversarial);
+    let predictions = argmax(logits.clone());
+    let loss = to_vec1(cross_entropy(logits, &goal.labels));
+    let success = (0..n).map(|i| goal.achieved(i, predictions[i])).collect();
+    Ok(Outcome {
+        adversarial,
+        clean_predictions,
+        predictions,
+        success,
+        loss,
+        restarts_used,
+        zero_gradients,
+        attacked,
+    })
+}
+
+fn logits_of<B: AutodiffBackend, M: Classifier<B>>(
+    model: &M,
+    images: &Images<B>,
+) -> Tensor<B::InnerBackend, 2> {
+    model.logits(Tensor::from_inner(images.clone())).inner()
+}
+
+/// The attack objective (higher is better for the attacker).
+fn objective<B: burn::tensor::backend::Backend>(logits: Tensor<B, 2>, goal: &Goal) -> Vec<f32> {
+    match &goal.targets {
+        Some(t) => to_vec1(cross_entropy(logits, t).neg()),
+        None => to_vec1(cross_entropy(logits, &goal.labels)),
+    }
+}
+
+fn to_vec<B: burn::tensor::backend::Backend>(t: Tensor<B, 4>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
+}
+
+fn to_vec1<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
+}
