@@ -564,9 +564,10 @@ fn record_row(eps: &str, r: &SampleRecord) -> Vec<String> {
         r.clean_prediction.to_string(),
         r.adversarial_prediction.to_string(),
         u8::from(r.success).to_string(),
-        format!("{:.7}", r.linf),
-        format!("{:.7}", r.l2),
-        format!("{:.6}", r.loss),
+        // Shortest representations that read back to the same f32: resumed runs add up identically.
+        r.linf.to_string(),
+        r.l2.to_string(),
+        r.loss.to_string(),
         r.restarts.to_string(),
         u8::from(r.robust_correct()).to_string(),
     ]

@@ -6,6 +6,11 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use attacks::{Goal, Pgd};
+use burn::backend::Autodiff;
+use burn::tensor::Tensor;
+
+use crate::adversarial::FrozenNetwork;
 use crate::data::{self, Batch, DataSource, DatasetKind, Split};
 use crate::device::{backend_name, dispatch, DeviceChoice, Job};
 use crate::error::{Error, Result};
@@ -17,6 +22,8 @@ use crate::report;
 pub enum Workload {
     /// Inference (clean evaluation).
     Eval,
+    /// PGD-10, L∞, ε = 8/255, α = 2/255, random start, every image attacked.
+    Pgd,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -125,21 +132,64 @@ impl Job for BenchJob<'_> {
             .collect::<Result<_>>()?;
         let mut rates = Vec::new();
         for name in self.names {
-            let model = Network::<B>::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
-            // Warm-up: allocations, CSC step sizes.
-            let _ = model.forward(batches[0].images::<B>(&device)).into_data();
-            let mut samples: Vec<f64> = (0..self.args.repeat)
-                .map(|_| {
-                    let start = Instant::now();
-                    for batch in &batches {
-                        let _ = model.forward(batch.images::<B>(&device)).into_data();
-                    }
-                    set.len() as f64 / start.elapsed().as_secs_f64()
-                })
-                .collect();
+            let spec = ModelSpec::new(name, Domain::Cifar, 10)?;
+            let run_once: Box<dyn Fn() -> Result<()>> = match self.args.workload {
+                Workload::Eval => {
+                    let model = Network::<B>::new(&spec, 0, &device);
+                    let batches = &batches;
+                    let device = device.clone();
+                    Box::new(move || {
+                        for batch in batches {
+                            let _ = model.forward(batch.images::<B>(&device)).into_data();
+                        }
+                        Ok(())
+                    })
+                }
+                Workload::Pgd => {
+                    let model = FrozenNetwork::new(Network::<Autodiff<B>>::new(&spec, 0, &device));
+                    let batches = &batches;
+                    let device = device.clone();
+                    Box::new(move || {
+                        for batch in batches {
+                            pgd_batch(&model, batch, &device)?;
+                        }
+                        Ok(())
+                    })
+                }
+            };
+            run_once()?; // warm-up: allocations, CSC step sizes
+            let mut samples = Vec::new();
+            for _ in 0..self.args.repeat {
+                let start = Instant::now();
+                run_once()?;
+                samples.push(set.len() as f64 / start.elapsed().as_secs_f64());
+            }
             samples.sort_by(f64::total_cmp);
             rates.push(samples[samples.len() / 2]);
         }
         Ok(rates)
     }
+}
+
+/// PGD-10 on every image of the batch (labels = clean predictions, so none is skipped).
+fn pgd_batch<B: ConvBackend>(
+    model: &FrozenNetwork<Autodiff<B>>,
+    batch: &Batch,
+    device: &B::Device,
+) -> Result<()> {
+    let images = batch.images::<B>(device);
+    let labels = attacks::argmax(
+        model
+            .network()
+            .forward(Tensor::from_inner(images.clone()))
+            .inner(),
+    );
+    let goal = Goal {
+        seeds: batch.indices.iter().map(|&i| i as u64).collect(),
+        labels,
+        targets: None,
+    };
+    attacks::run(&Pgd::linf_default(), model, images, &goal, 1)
+        .map(|_| ())
+        .map_err(|v| Error::input(v.to_string()))
 }
