@@ -205,6 +205,36 @@ impl<B: ConvBackend> CscLayer<B> {
         self.config.solver = solver;
     }
 
+    /// Replaces the dictionary by its unit-norm projection, keeping the parameter's identity.
+    pub fn normalize_in_place(&mut self) {
+        let weight = self.weight.clone();
+        self.weight = weight.map(|w| {
+            let trainable = w.is_require_grad();
+            let device = w.device();
+            // A fresh leaf tensor: the projection is not part of any graph.
+            let normalized = normalize_atoms(w.detach()).into_data();
+            Tensor::from_data(normalized, &device).set_require_grad(trainable)
+        });
+    }
+
+    /// The power-iteration vectors kept for warm starts, by code size (saved with training
+    /// checkpoints so that a resumed run continues exactly).
+    pub fn warm_vectors(&self) -> Vec<([usize; 2], Vec<f32>)> {
+        let state = self.cache.0.lock().expect("step cache poisoned");
+        let mut vectors: Vec<_> = state
+            .warm_vectors
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        vectors.sort_by_key(|(k, _)| *k);
+        vectors
+    }
+
+    pub fn set_warm_vectors(&mut self, vectors: Vec<([usize; 2], Vec<f32>)>) {
+        let mut state = self.cache.0.lock().expect("step cache poisoned");
+        state.warm_vectors = vectors.into_iter().collect();
+    }
+
     /// Forgets cached step sizes (call after replacing the weights).
     pub fn reset_step_cache(&mut self) {
         self.cache = StepCache::default();

@@ -17,5 +17,6 @@ pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod report;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -167,24 +167,24 @@ impl<B: ConvBackend> BatchNorm2d<B> {
 
     fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
-        let count = n * h * w;
-        let per_channel = x.clone().swap_dims(0, 1).reshape([c, count]);
-        let mean = per_channel.clone().mean_dim(1).reshape([c]);
-        let centered = per_channel - mean.clone().unsqueeze_dim(1);
-        let var = centered.square().mean_dim(1).reshape([c]);
+        let count = (n * h * w) as f64;
+        // Reductions over the contiguous inner axis, then the batch: no transposed copies.
+        let channel_sum =
+            |t: Tensor<B, 4>| t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0).reshape([c]);
+        let mean = channel_sum(x.clone()).div_scalar(count);
+        let centered = x - channel_view(mean.clone(), n);
+        let var = channel_sum(centered.clone().square()).div_scalar(count);
 
-        let unbiased = var.clone().detach() * (count as f64 / (count.max(2) - 1) as f64);
-        let running_mean = self.running_mean.value_sync() * (1.0 - BN_MOMENTUM)
-            + mean.clone().detach() * BN_MOMENTUM;
+        let unbiased = var.clone().detach() * (count / (count - 1.0).max(1.0));
+        let running_mean =
+            self.running_mean.value_sync() * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM;
         let running_var =
             self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
         self.running_mean.update(running_mean);
         self.running_var.update(running_var);
 
-        let inv_std = var.add_scalar(BN_EPS).sqrt().recip();
-        let scale = self.weight.val() * inv_std;
-        let shift = self.bias.val() - mean * scale.clone();
-        x * channel_view(scale, n) + channel_view(shift, n)
+        let scale = self.weight.val() * var.add_scalar(BN_EPS).sqrt().recip();
+        centered * channel_view(scale, n) + channel_view(self.bias.val(), n)
     }
 }
 

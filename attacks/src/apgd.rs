@@ -181,11 +181,7 @@ fn oscillation(losses: &[Vec<f32>], k: usize, rho: f64) -> Vec<bool> {
             let increases = (0..k)
                 .filter(|&c| {
                     let now = losses[j - c][s];
-                    let before = if j > c {
-                        losses[j - c - 1][s]
-                    } else {
-                        0.0
-                    };
+                    let before = if j > c { losses[j - c - 1][s] } else { 0.0 };
                     now > before
                 })
                 .count();

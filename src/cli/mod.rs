@@ -5,6 +5,7 @@ pub mod attack_cmd;
 pub mod bench_cmd;
 pub mod common;
 pub mod eval_cmd;
+pub mod train_cmd;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Pgd(attack_cmd::PgdArgs),
     /// APGD-CE: step-size-free PGD with momentum (Croce & Hein 2020).
     Apgd(attack_cmd::ApgdArgs),
+    /// Train a model with the official recipe (resumable).
+    Train(train_cmd::TrainArgs),
     /// Measure throughput (images/s) of the model zoo.
     Bench(bench_cmd::BenchArgs),
 }
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
         Command::Convert(args) => convert(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Train(args) => train_cmd::run(args).map(|_| ()),
         Command::Fgsm(args) => {
             let (spec, args) = args.into_parts();
             attack_cmd::run(spec, args).map(|_| ())
@@ -104,7 +108,7 @@ fn list_models() -> Result<()> {
         println!(
             "{:<24} {:>12.3} M {:>15} {:>11}",
             name,
-            cifar.num_params() as f64 / 1e6,
+            cifar.trainable_params() as f64 / 1e6,
             imagenet,
             cifar.csc_count()
         );
@@ -137,7 +141,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
         "wrote {} ({}, {} parameters)",
         args.output.display(),
         loaded.network.spec().name(),
-        loaded.network.num_params()
+        loaded.network.trainable_params()
     );
     Ok(())
 }

@@ -155,6 +155,67 @@ impl Dataset for ImageFolder {
     fn source(&self) -> String {
         self.root.display().to_string()
     }
+    fn load_u8_random_resized(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        epoch: usize,
+    ) -> Result<Vec<u8>> {
+        let side = self.preprocess.output_side();
+        let images: Vec<Vec<u8>> = indices
+            .par_iter()
+            .map(|&i| {
+                let path = &self.samples[i].0;
+                let img = image::open(path)
+                    .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?
+                    .to_rgb8();
+                let mut rng = training_stream(seed, epoch, i);
+                Ok(to_chw(&random_resized_crop(&img, side, &mut rng)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(images.concat())
+    }
+}
+
+fn training_stream(seed: u64, epoch: usize, index: usize) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::seed_from_u64(
+        seed ^ ((epoch as u64) << 40) ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
+}
+
+/// torchvision's RandomResizedCrop(size, scale (0.08, 1), ratio (3/4, 4/3)) + RandomHorizontalFlip:
+/// ten tries at a random area and log-uniform aspect ratio, else a centre crop.
+pub fn random_resized_crop(img: &RgbImage, size: u32, rng: &mut impl rand::Rng) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let area = (w * h) as f64;
+    let (ln_lo, ln_hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    let mut window = None;
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.08..1.0);
+        let ratio = rng.random_range(ln_lo..ln_hi).exp();
+        let cw = (target * ratio).sqrt().round() as u32;
+        let ch = (target / ratio).sqrt().round() as u32;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            window = Some((
+                rng.random_range(0..=w - cw),
+                rng.random_range(0..=h - ch),
+                cw,
+                ch,
+            ));
+            break;
+        }
+    }
+    let (x, y, cw, ch) = window.unwrap_or_else(|| {
+        let side = w.min(h);
+        ((w - side) / 2, (h - side) / 2, side, side)
+    });
+    let crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
+    let mut out = image::imageops::resize(&crop, size, size, FilterType::Triangle);
+    if rng.random_bool(0.5) {
+        image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -79,6 +79,19 @@ pub trait Dataset: Send + Sync {
     fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>>;
     /// Where the data came from, for reports.
     fn source(&self) -> String;
+    /// Training crops: RandomResizedCrop + horizontal flip, from streams seeded by
+    /// (seed, epoch, index). Only image folders hold the full-size images this needs.
+    fn load_u8_random_resized(
+        &self,
+        _indices: &[usize],
+        _seed: u64,
+        _epoch: usize,
+    ) -> Result<Vec<u8>> {
+        Err(Error::input(format!(
+            "{}: random resized crops need an image folder (use the cifar augmentation)",
+            self.source()
+        )))
+    }
 }
 
 /// One batch: pixels in [0,1] (NCHW, f32), labels, and the data-set indices of its images.
@@ -186,5 +199,13 @@ impl Dataset for Limited {
     }
     fn source(&self) -> String {
         format!("{} (first {})", self.inner.source(), self.len)
+    }
+    fn load_u8_random_resized(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        epoch: usize,
+    ) -> Result<Vec<u8>> {
+        self.inner.load_u8_random_resized(indices, seed, epoch)
     }
 }

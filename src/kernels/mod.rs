@@ -120,6 +120,43 @@ impl ConvBackend for Flex {
             cpu::conv_transpose2d(z.storage::<f32>(), weight.storage::<f32>(), None, geometry);
         from_vec(out, [batch, c_out, geometry.out_h(), geometry.out_w()])
     }
+
+    fn convolve_weight_grad(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        grad: Tensor<Self, 4>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        let square =
+            options.stride[0] == options.stride[1] && options.padding[0] == options.padding[1];
+        if !square || options.dilation != [1, 1] || options.groups != 1 || x.dtype() != DType::F32 {
+            let primitive = <Flex as burn::tensor::ops::ModuleOps<Flex>>::conv2d_weight_backward(
+                x.into_primitive().tensor(),
+                weight.into_primitive().tensor(),
+                grad.into_primitive().tensor(),
+                options,
+            );
+            return Tensor::from_primitive(TensorPrimitive::Float(primitive));
+        }
+        let [batch, c_in, h, w] = x.dims();
+        let shape = weight.dims();
+        let geometry = ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out: shape[0],
+            kh: shape[2],
+            kw: shape[3],
+            stride: options.stride[0],
+            padding: options.padding[0],
+        };
+        let (x, grad) = (contiguous(x), contiguous(grad));
+        from_vec(
+            cpu::conv2d_weight_grad(x.storage::<f32>(), grad.storage::<f32>(), geometry),
+            shape,
+        )
+    }
 }
 
 fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {

@@ -1,9 +1,10 @@
 //! One classifier type for the whole zoo: normalisation → stem → stages of blocks → pool → linear.
 
 use crate::kernels::ConvBackend;
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use burn_store::ModuleSnapshot;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -151,6 +152,43 @@ impl<B: ConvBackend> Network<B> {
         }
     }
 
+    /// Projects every CSC dictionary atom to unit norm in place, as the official code does to the
+    /// parameter before each forward (so that optimizer steps act on unit-norm atoms).
+    pub fn normalize_dictionaries(&mut self) {
+        for layer in self.csc_layers_mut() {
+            layer.normalize_in_place();
+        }
+    }
+
+    /// Warm-start vectors of every CSC layer, in forward order.
+    pub fn csc_warm_state(&mut self) -> Vec<Vec<([usize; 2], Vec<f32>)>> {
+        self.csc_layers_mut()
+            .iter()
+            .map(|l| l.warm_vectors())
+            .collect()
+    }
+
+    pub fn set_csc_warm_state(&mut self, state: Vec<Vec<([usize; 2], Vec<f32>)>>) {
+        for (layer, vectors) in self.csc_layers_mut().into_iter().zip(state) {
+            layer.set_warm_vectors(vectors);
+        }
+    }
+
+    /// Gives every parameter an id that depends only on its position in the network, so that
+    /// optimizer state saved by one process applies to the same network rebuilt by another.
+    pub fn with_positional_ids(self) -> Self {
+        self.map(&mut PositionalIds(0))
+    }
+
+    /// Number of trainable parameters (BatchNorm running statistics excluded).
+    pub fn trainable_params(&self) -> usize {
+        self.collect(None, None, true)
+            .iter()
+            .filter(|s| !s.full_path().contains("running_"))
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum()
+    }
+
     fn normalize(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
         let (mean, std) = self.spec.normalization();
         let device = images.device();
@@ -161,6 +199,16 @@ impl<B: ConvBackend> Network<B> {
         let scale = Tensor::<B, 1>::from_data(TensorData::new(scale, [3]), &device);
         let shift = Tensor::<B, 1>::from_data(TensorData::new(shift, [3]), &device);
         images * channel_view(scale, n) + channel_view(shift, n)
+    }
+}
+
+struct PositionalIds(u64);
+
+impl<B: burn::tensor::backend::Backend> ModuleMapper<B> for PositionalIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, value, mapper) = param.consume();
+        self.0 += 1;
+        Param::from_mapped_value(ParamId::from(self.0), value, mapper)
     }
 }
 

@@ -1,0 +1,365 @@
+//! Training with the official SDNet recipes, resumable at every epoch boundary.
+//!
+//! Every epoch writes a checkpoint directory atomically (model, optimizer state, the position in
+//! the schedule, the log); the random streams (shuffling, augmentation, CSC power-iteration starts)
+//! depend only on (seed, epoch, image), so a resumed run ends with the same weights as an
+//! uninterrupted one.
+
+pub mod augment;
+pub mod recipe;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::ElementConversion;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::checkpoint;
+use crate::data::{Batch, Dataset};
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, Accuracy, EvalRequest};
+use crate::kernels::ConvBackend;
+use crate::models::{ModelSpec, Network};
+use crate::report;
+pub use recipe::{Augmentation, Recipe, Schedule};
+
+/// One line of the training log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    pub images_per_second: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands; saved with every checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed optimizer steps.
+    pub iteration: usize,
+    pub best_val_accuracy: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub log: Vec<EpochLog>,
+    /// Identifies the run: recipe, model, data (a resume with anything else is refused).
+    pub run: serde_json::Value,
+}
+
+/// The result of [`train`].
+pub struct TrainOutcome {
+    pub state: TrainState,
+    /// Whether the run stopped early because of `stop_after_iterations`.
+    pub interrupted: bool,
+    pub final_checkpoint: PathBuf,
+}
+
+/// Everything a training run needs.
+pub struct TrainRequest<'a> {
+    pub spec: &'a ModelSpec,
+    pub recipe: &'a Recipe,
+    pub train_set: &'a dyn Dataset,
+    pub val_set: Option<&'a dyn Dataset>,
+    pub out_dir: &'a Path,
+    pub resume: bool,
+    /// Identifies the data for the resume check.
+    pub data_description: serde_json::Value,
+    /// Stop (without checkpointing the partial epoch) after this many optimizer steps in this
+    /// process — simulates an interruption.
+    pub stop_after_iterations: Option<usize>,
+    pub progress: &'a ProgressBar,
+}
+
+type Optim<B> =
+    burn::optim::adaptor::OptimizerAdaptor<burn::optim::Sgd<B>, Network<Autodiff<B>>, Autodiff<B>>;
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// Trains a network; see the module documentation.
+pub fn train<B: ConvBackend>(
+    request: TrainRequest<'_>,
+    device: &B::Device,
+) -> Result<TrainOutcome> {
+    let recipe = request.recipe;
+    recipe.validate()?;
+    let run = json!({"model": request.spec, "recipe": recipe, "data": request.data_description});
+    let (mut network, mut optimizer, mut state) = if request.resume {
+        restore::<B>(request.out_dir, &run, recipe, device)?
+    } else {
+        let network =
+            Network::<Autodiff<B>>::new(request.spec, recipe.seed, device).with_positional_ids();
+        let state = TrainState {
+            run: run.clone(),
+            ..TrainState::default()
+        };
+        (network, recipe.optimizer::<B>(), state)
+    };
+    report::write_json(&request.out_dir.join("run.json"), &run)?;
+
+    let n = request.train_set.len();
+    let steps_per_epoch = n.div_ceil(recipe.batch_size);
+    let total_steps = steps_per_epoch * recipe.epochs;
+    let mut steps_here = 0;
+    while state.epoch < recipe.epochs {
+        let epoch = state.epoch;
+        let start = Instant::now();
+        request.progress.reset();
+        request.progress.set_length(n as u64);
+        request
+            .progress
+            .set_prefix(format!("epoch {}/{}", epoch + 1, recipe.epochs));
+        let order = augment::epoch_order(recipe.seed, epoch, n);
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0usize, 0usize, recipe.lr);
+        for chunk in order.chunks(recipe.batch_size) {
+            if request.stop_after_iterations == Some(steps_here) {
+                return Ok(TrainOutcome {
+                    state,
+                    interrupted: true,
+                    final_checkpoint: request.out_dir.join(CHECKPOINT),
+                });
+            }
+            let batch = recipe
+                .augmentation
+                .batch(request.train_set, chunk, recipe.seed, epoch)?;
+            lr = recipe
+                .schedule
+                .lr(recipe, state.iteration, total_steps, steps_per_epoch);
+            let (loss, hits) = step::<B>(&mut network, &mut optimizer, &batch, lr, device)?;
+            loss_sum += loss * batch.len() as f64;
+            correct += hits;
+            seen += batch.len();
+            state.iteration += 1;
+            steps_here += 1;
+            request.progress.inc(batch.len() as u64);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let val_accuracy = match request.val_set {
+            Some(val) => Some(validate(&network, val, recipe.batch_size, device)?),
+            None => None,
+        };
+        state.epoch += 1;
+        state.log.push(EpochLog {
+            epoch: state.epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_accuracy,
+            lr,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+            seconds,
+        });
+        if let Some(acc) = val_accuracy {
+            if state.best_val_accuracy.is_none_or(|best| acc > best) {
+                state.best_val_accuracy = Some(acc);
+                state.best_epoch = Some(state.epoch);
+                checkpoint::save(&network, &request.out_dir.join("best.bpk"))?;
+            }
+        }
+        save_checkpoint(request.out_dir, &network, &optimizer, &state)?;
+        write_log(request.out_dir, &state.log)?;
+    }
+    let final_path = request.out_dir.join("final.bpk");
+    checkpoint::save(&network, &final_path)?;
+    Ok(TrainOutcome {
+        state,
+        interrupted: false,
+        final_checkpoint: final_path,
+    })
+}
+
+/// One optimizer step; returns the mean loss and the number of correct predictions.
+fn step<B: ConvBackend>(
+    network: &mut Network<Autodiff<B>>,
+    optimizer: &mut Optim<B>,
+    batch: &Batch,
+    lr: f64,
+    device: &B::Device,
+) -> Result<(f64, usize)> {
+    let images = batch.images::<Autodiff<B>>(device);
+    let logits = network.forward_train(images);
+    let losses = attacks::cross_entropy(logits.clone(), &batch.labels);
+    let loss = losses.mean();
+    let loss_value: f64 = loss.clone().into_scalar().elem();
+    if !loss_value.is_finite() {
+        return Err(Error::input(format!(
+            "training diverged: loss is {loss_value} at learning rate {lr} (lower --lr)"
+        )));
+    }
+    let predictions = attacks::argmax(logits.inner());
+    let hits = predictions
+        .iter()
+        .zip(&batch.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let grads = GradientsParams::from_grads(loss.backward(), &*network);
+    let mut updated = optimizer.step(lr, network.clone(), grads);
+    updated.normalize_dictionaries();
+    *network = updated;
+    Ok((loss_value, hits))
+}
+
+fn validate<B: ConvBackend>(
+    network: &Network<Autodiff<B>>,
+    val: &dyn Dataset,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<f64> {
+    let mut frozen: Network<B> = network.valid();
+    frozen.reset_step_caches(); // the copy shares the cache with the trainable network
+    let indices: Vec<usize> = (0..val.len()).collect();
+    let evaluation = evaluate(
+        EvalRequest {
+            model: &frozen,
+            dataset: val,
+            indices: &indices,
+            batch_size,
+            keep_logits: false,
+            device,
+            progress: &ProgressBar::hidden(),
+        },
+        |_| Ok(()),
+    )?;
+    Ok(Accuracy::of(&evaluation.predictions).top1)
+}
+
+fn save_checkpoint<B: ConvBackend>(
+    out_dir: &Path,
+    network: &Network<Autodiff<B>>,
+    optimizer: &Optim<B>,
+    state: &TrainState,
+) -> Result<()> {
+    let tmp = out_dir.join(format!("{CHECKPOINT}.tmp"));
+    let old = out_dir.join(format!("{CHECKPOINT}.old"));
+    let current = out_dir.join(CHECKPOINT);
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)
+        .map_err(|e| Error::io(&tmp, "cannot create checkpoint directory", e))?;
+    checkpoint::save(network, &tmp.join("model.bpk"))?;
+    let warm = network.clone().csc_warm_state();
+    report::write_json(
+        &tmp.join("csc_warm_start.json"),
+        &serde_json::to_value(warm).expect("vectors serialise"),
+    )?;
+    BinFileRecorder::<FullPrecisionSettings>::new()
+        .record(optimizer.to_record(), tmp.join("optimizer"))
+        .map_err(|e| {
+            Error::file(
+                tmp.join("optimizer.bin"),
+                format!("cannot save optimizer state: {e}"),
+            )
+        })?;
+    report::write_json(
+        &tmp.join("state.json"),
+        &serde_json::to_value(state).expect("state serialises"),
+    )?;
+    // Swap directories so that a crash leaves either the old or the new checkpoint complete.
+    let _ = fs::remove_dir_all(&old);
+    if current.exists() {
+        fs::rename(&current, &old)
+            .map_err(|e| Error::io(&current, "cannot move old checkpoint", e))?;
+    }
+    fs::rename(&tmp, &current)
+        .map_err(|e| Error::io(&current, "cannot move checkpoint into place", e))?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn restore<B: ConvBackend>(
+    out_dir: &Path,
+    run: &serde_json::Value,
+    recipe: &Recipe,
+    device: &B::Device,
+) -> Result<(Network<Autodiff<B>>, Optim<B>, TrainState)> {
+    let mut dir = out_dir.join(CHECKPOINT);
+    if !dir.exists() && out_dir.join(format!("{CHECKPOINT}.old")).exists() {
+        dir = out_dir.join(format!("{CHECKPOINT}.old"));
+    }
+    if !dir.exists() {
+        return Err(Error::file(
+            out_dir,
+            "--resume: no checkpoint to resume from in this directory",
+        ));
+    }
+    let text = fs::read_to_string(dir.join("state.json"))
+        .map_err(|e| Error::io(dir.join("state.json"), "cannot read", e))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| Error::file(dir.join("state.json"), format!("bad training state: {e}")))?;
+    if &state.run != run {
+        let stored_model = state.run["model"]["arch"].clone();
+        return Err(Error::input(format!(
+            "cannot resume from {}: it was trained with other settings (model {stored_model}); \
+             now: model {}",
+            dir.display(),
+            run["model"]["arch"]
+        )));
+    }
+    let mut network = checkpoint::load_native::<Autodiff<B>>(&dir.join("model.bpk"), device)?
+        .with_positional_ids();
+    let warm_path = dir.join("csc_warm_start.json");
+    let warm =
+        fs::read_to_string(&warm_path).map_err(|e| Error::io(&warm_path, "cannot read", e))?;
+    network.set_csc_warm_state(
+        serde_json::from_str(&warm)
+            .map_err(|e| Error::file(&warm_path, format!("bad warm-start vectors: {e}")))?,
+    );
+    let record = BinFileRecorder::<FullPrecisionSettings>::new()
+        .load(dir.join("optimizer"), device)
+        .map_err(|e| {
+            Error::file(
+                dir.join("optimizer.bin"),
+                format!("cannot load optimizer state: {e}"),
+            )
+        })?;
+    let optimizer = recipe.optimizer::<B>().load_record(record);
+    Ok((network, optimizer, state))
+}
+
+fn write_log(out_dir: &Path, log: &[EpochLog]) -> Result<()> {
+    let rows: Vec<Vec<String>> = log
+        .iter()
+        .map(|e| {
+            vec![
+                e.epoch.to_string(),
+                format!("{:.5}", e.train_loss),
+                format!("{:.4}", e.train_accuracy),
+                e.val_accuracy
+                    .map(|a| format!("{a:.4}"))
+                    .unwrap_or_default(),
+                format!("{:.3e}", e.lr),
+                format!("{:.1}", e.images_per_second),
+                format!("{:.1}", e.seconds),
+            ]
+        })
+        .collect();
+    report::write_csv(
+        &out_dir.join("log.csv"),
+        &[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "lr",
+            "images_per_second",
+            "seconds",
+        ],
+        &rows,
+    )
+}
+
+/// Peak resident memory of this process in bytes (Linux), for reports.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
