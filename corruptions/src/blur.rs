@@ -1,0 +1,105 @@
+//! Blur corruptions.
+
+use crate::draws::Draws;
+use crate::filters::{clipped_zoom, filter2d_plane, gaussian_f64, Border};
+use crate::image::{truncate_u8, unit_to_scaled, RgbImage};
+use crate::opencv::{gaussian_blur_cv, motion_blur_im};
+
+/// skimage `gaussian(x / 255, σ, channel_axis=-1)` (mode 'nearest', truncate 4).
+pub fn gaussian(image: &RgbImage, sigma: f64) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let blurred = gaussian_f64(&image.unit_f64(), [h, w, 3], sigma, 4.0, Border::Nearest);
+    RgbImage::from_scaled_f64(w, h, blurred.into_iter().map(unit_to_scaled))
+}
+
+/// The reference's `disk`: an aliased disk of radius r on a grid of −8..8 (r ≤ 8, then a 3×3
+/// Gaussian) or −r..r (5×5 Gaussian), normalised, in float32.
+fn disk(radius: f64, alias_blur: f64) -> (Vec<f32>, usize) {
+    let (half, ksize) = if radius <= 8.0 {
+        (8, 3)
+    } else {
+        (radius as i64, 5)
+    };
+    let n = (2 * half + 1) as usize;
+    let mut kernel: Vec<f32> = (-half..=half)
+        .flat_map(|y| {
+            (-half..=half).map(move |x| ((x * x + y * y) as f64 <= radius * radius) as u8 as f32)
+        })
+        .collect();
+    let total: f32 = kernel.iter().sum();
+    kernel.iter_mut().for_each(|v| *v /= total);
+    (gaussian_blur_cv(&kernel, n, n, ksize, alias_blur), n)
+}
+
+/// Each channel filtered with the anti-aliased disk (OpenCV filter2D, REFLECT_101).
+pub fn defocus(image: &RgbImage, (radius, alias): (f64, f64)) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let (kernel, n) = disk(radius, alias);
+    let x = image.unit_f64();
+    let mut out = vec![0.0; x.len()];
+    for c in 0..3 {
+        let plane: Vec<f64> = (0..w * h).map(|i| x[3 * i + c]).collect();
+        let filtered = filter2d_plane(&plane, h, w, &kernel, n, n);
+        for (i, v) in filtered.into_iter().enumerate() {
+            out[3 * i + c] = v;
+        }
+    }
+    RgbImage::from_scaled_f64(w, h, out.into_iter().map(unit_to_scaled))
+}
+
+/// Gaussian blur → uint8 → local pixel shuffling → Gaussian blur. The reference's "swap"
+/// `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on numpy views copies pixel (h', w') onto (h, w)
+/// and leaves both equal to it; that is what is reproduced here.
+pub fn glass(
+    image: &RgbImage,
+    (sigma, delta, iterations): (f64, i64, usize),
+    draws: &mut dyn Draws,
+) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let first = gaussian_f64(&image.unit_f64(), [h, w, 3], sigma, 4.0, Border::Nearest);
+    let mut pixels: Vec<u8> = first.iter().map(|v| truncate_u8(v * 255.0)).collect();
+    for _ in 0..iterations {
+        for y in (delta + 1..=h as i64 - delta).rev() {
+            for x in (delta + 1..=w as i64 - delta).rev() {
+                let dx = draws.integer(-delta, delta);
+                let dy = draws.integer(-delta, delta);
+                let (sy, sx) = ((y + dy) as usize, (x + dx) as usize);
+                let (src, dst) = ((sy * w + sx) * 3, (y as usize * w + x as usize) * 3);
+                for c in 0..3 {
+                    pixels[dst + c] = pixels[src + c];
+                }
+            }
+        }
+    }
+    let unit: Vec<f64> = pixels.iter().map(|&v| v as f64 / 255.0).collect();
+    let second = gaussian_f64(&unit, [h, w, 3], sigma, 4.0, Border::Nearest);
+    RgbImage::from_scaled_f64(w, h, second.into_iter().map(unit_to_scaled))
+}
+
+/// ImageMagick's motion blur at an angle uniform in [−45°, 45°).
+pub fn motion(image: &RgbImage, (radius, sigma): (f64, f64), draws: &mut dyn Draws) -> RgbImage {
+    let angle = draws.uniform_range(-45.0, 45.0, 1)[0];
+    let (w, h) = (image.width(), image.height());
+    let out = motion_blur_im(image.as_bytes(), h, w, 3, radius, sigma, angle);
+    RgbImage::new(w, h, out).expect("same size")
+}
+
+/// The mean of the image and its zooms (float32 accumulation, as in the reference).
+pub fn zoom(image: &RgbImage, factors: Vec<f64>) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let x = image.unit_f32();
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut acc = vec![0f32; x.len()];
+    for z in &factors {
+        let zoomed = clipped_zoom(&x64, w.min(h), 3, *z);
+        for (a, v) in acc.iter_mut().zip(zoomed) {
+            *a += v as f32;
+        }
+    }
+    let count = (factors.len() + 1) as f32;
+    let out = x
+        .iter()
+        .zip(&acc)
+        .map(|(v, a)| (((v + a) / count).clamp(0.0, 1.0) * 255.0) as f64);
+    RgbImage::from_scaled_f64(w, h, out)
+}

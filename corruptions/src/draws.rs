@@ -1,0 +1,89 @@
+//! Random draws, separated from the transforms.
+//!
+//! [`DrawStream`] is counter-based (splitmix64 of seed + k·φ), so the k-th draw of a stream is
+//! one cheap function of (seed, k). The fixture generator (`tools/make_corruption_fixtures.py`)
+//! implements the same stream in numpy and feeds it to the reference generators in place of
+//! `np.random`, which is how the golden tests compare outputs for identical random fields.
+
+/// Where corruptions take their randomness from. The conversions are part of the contract:
+/// the reference side converts the same unit draws the same way.
+pub trait Draws {
+    /// Next uniform in [0, 1).
+    fn uniform(&mut self) -> f64;
+
+    /// `n` uniforms in [low, high): `low + (high − low)·u`.
+    fn uniform_range(&mut self, low: f64, high: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| low + (high - low) * self.uniform())
+            .collect()
+    }
+
+    /// `n` normal values `loc + scale·z`, z from Box–Muller on two uniforms (cosine branch).
+    fn normal(&mut self, loc: f64, scale: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let u1 = self.uniform();
+                let u2 = self.uniform();
+                let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                loc + scale * z
+            })
+            .collect()
+    }
+
+    /// An integer uniform in [low, high): `low + ⌊u·(high − low)⌋`.
+    fn integer(&mut self, low: i64, high: i64) -> i64 {
+        low + (self.uniform() * (high - low) as f64).floor() as i64
+    }
+
+    /// Poisson(λ) by inverse-CDF summation from one uniform.
+    fn poisson(&mut self, lambda: f64) -> f64 {
+        let u = self.uniform();
+        let mut k = 0u64;
+        let mut p = (-lambda).exp();
+        let mut cdf = p;
+        while u > cdf && k < 100_000 {
+            k += 1;
+            p *= lambda / k as f64;
+            cdf += p;
+            if p == 0.0 && cdf < u {
+                break; // numerically exhausted tail
+            }
+        }
+        k as f64
+    }
+}
+
+/// A counter-based stream: draw k is `mix(seed + (k+1)·φ)`, φ = 0x9E3779B97F4A7C15.
+#[derive(Clone, Debug)]
+pub struct DrawStream {
+    seed: u64,
+    counter: u64,
+}
+
+impl DrawStream {
+    const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    pub fn new(seed: u64) -> Self {
+        Self { seed, counter: 0 }
+    }
+
+    /// splitmix64's output function.
+    pub fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// How many uniforms have been drawn.
+    pub fn position(&self) -> u64 {
+        self.counter
+    }
+}
+
+impl Draws for DrawStream {
+    fn uniform(&mut self) -> f64 {
+        self.counter += 1;
+        let bits = Self::mix(self.seed.wrapping_add(self.counter.wrapping_mul(Self::PHI)));
+        (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}

@@ -1,0 +1,339 @@
+//! The image filters the reference generators call, with their border rules and arithmetic:
+//! scipy.ndimage (gaussian_filter, zoom, map_coordinates), OpenCV (filter2D, blur) and PIL
+//! (BOX resampling). Arrays are row-major `[h][w][c]` (interleaved channels).
+
+/// How a filter reads outside the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Border {
+    /// aaaa|abcd|dddd (scipy 'nearest', OpenCV REPLICATE)
+    Nearest,
+    /// dcba|abcd|dcba, half-sample symmetric (scipy 'reflect', OpenCV REFLECT)
+    Reflect,
+    /// dcb|abcd|cba, whole-sample symmetric (OpenCV REFLECT_101, scipy 'mirror')
+    Reflect101,
+}
+
+impl Border {
+    /// Index into `0..n` for any integer position.
+    #[inline]
+    pub fn index(&self, i: isize, n: usize) -> usize {
+        let n = n as isize;
+        if (0..n).contains(&i) {
+            return i as usize;
+        }
+        let mapped = match self {
+            Border::Nearest => i.clamp(0, n - 1),
+            Border::Reflect => {
+                let period = 2 * n;
+                let m = i.rem_euclid(period);
+                if m < n {
+                    m
+                } else {
+                    period - 1 - m
+                }
+            }
+            Border::Reflect101 => {
+                if n == 1 {
+                    0
+                } else {
+                    let period = 2 * n - 2;
+                    let m = i.rem_euclid(period);
+                    if m < n {
+                        m
+                    } else {
+                        period - m
+                    }
+                }
+            }
+        };
+        mapped as usize
+    }
+}
+
+/// scipy's `_gaussian_kernel1d`: radius `int(truncate·σ + 0.5)`, weights exp(−x²/2σ²)/Σ.
+fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
+    let radius = (truncate * sigma + 0.5) as isize;
+    let weights: Vec<f64> = (-radius..=radius)
+        .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
+        .collect();
+    let sum: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / sum).collect()
+}
+
+/// One scipy `correlate1d` pass with a symmetric kernel along `axis` (0 = rows, 1 = columns)
+/// of an `[h][w][c]` array; the sum runs as scipy's symmetric branch does:
+/// `x₀·w₀ + Σ_{j=-r}^{-1} (x_j + x_{−j})·w_j`.
+fn correlate_symmetric(
+    data: &[f64],
+    dims: [usize; 3],
+    axis: usize,
+    kernel: &[f64],
+    border: Border,
+) -> Vec<f64> {
+    let [h, w, c] = dims;
+    let radius = (kernel.len() / 2) as isize;
+    let center = &kernel[radius as usize..];
+    let (len, stride) = if axis == 0 { (h, w * c) } else { (w, c) };
+    let mut out = vec![0.0; data.len()];
+    let lines: Vec<usize> = if axis == 0 {
+        (0..w * c).collect()
+    } else {
+        (0..h)
+            .flat_map(|y| (0..c).map(move |ch| y * w * c + ch))
+            .collect()
+    };
+    let mut line = vec![0.0; len];
+    for start in lines {
+        for (i, v) in line.iter_mut().enumerate() {
+            *v = data[start + i * stride];
+        }
+        for i in 0..len as isize {
+            let mut acc = line[i as usize] * center[0];
+            for j in -radius..0 {
+                let a = line[border.index(i + j, len)];
+                let b = line[border.index(i - j, len)];
+                acc += (a + b) * center[(-j) as usize];
+            }
+            out[start + i as usize * stride] = acc;
+        }
+    }
+    out
+}
+
+/// `scipy.ndimage.gaussian_filter` over the two spatial axes of `[h][w][c]` float64 data
+/// (σ = 0 along channels, as skimage's `gaussian(..., channel_axis=-1)` asks).
+pub fn gaussian_f64(
+    data: &[f64],
+    dims: [usize; 3],
+    sigma: f64,
+    truncate: f64,
+    border: Border,
+) -> Vec<f64> {
+    if sigma < 1e-15 {
+        return data.to_vec();
+    }
+    let kernel = gaussian_kernel(sigma, truncate);
+    let rows = correlate_symmetric(data, dims, 0, &kernel, border);
+    correlate_symmetric(&rows, dims, 1, &kernel, border)
+}
+
+/// The same on float32 data: scipy accumulates in float64 and stores float32 after each axis.
+pub fn gaussian_f32(
+    data: &[f32],
+    dims: [usize; 3],
+    sigma: f64,
+    truncate: f64,
+    border: Border,
+) -> Vec<f32> {
+    if sigma < 1e-15 {
+        return data.to_vec();
+    }
+    let kernel = gaussian_kernel(sigma, truncate);
+    let as64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+    let rows: Vec<f64> = correlate_symmetric(&as64, dims, 0, &kernel, border)
+        .into_iter()
+        .map(|v| v as f32 as f64)
+        .collect();
+    correlate_symmetric(&rows, dims, 1, &kernel, border)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// `cv2.filter2D` (correlation, REFLECT_101 border) of one float64 plane with a float32 kernel.
+pub fn filter2d_plane(
+    plane: &[f64],
+    h: usize,
+    w: usize,
+    kernel: &[f32],
+    kh: usize,
+    kw: usize,
+) -> Vec<f64> {
+    let (ay, ax) = ((kh / 2) as isize, (kw / 2) as isize);
+    let mut out = vec![0.0; h * w];
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let mut acc = 0.0;
+            for ky in 0..kh as isize {
+                let sy = Border::Reflect101.index(y + ky - ay, h);
+                for kx in 0..kw as isize {
+                    let sx = Border::Reflect101.index(x + kx - ax, w);
+                    acc += kernel[(ky * kw as isize + kx) as usize] as f64 * plane[sy * w + sx];
+                }
+            }
+            out[(y as usize) * w + x as usize] = acc;
+        }
+    }
+    out
+}
+
+/// `scipy.ndimage.zoom(a, (z, z, 1), order=1)` of a square `[n][n][c]` array: output side
+/// `round(n·z)` (ties to even), sample positions `i·(n−1)/(out−1)`, linear interpolation.
+pub fn zoom_linear(data: &[f64], n: usize, c: usize, z: f64) -> (Vec<f64>, usize) {
+    let out_n = ((n as f64) * z).round_ties_even() as usize;
+    let scale = if out_n > 1 {
+        (n - 1) as f64 / (out_n - 1) as f64
+    } else {
+        1.0
+    };
+    let taps: Vec<(usize, usize, f64)> = (0..out_n)
+        .map(|i| {
+            let pos = i as f64 * scale;
+            let i0 = (pos.floor() as usize).min(n - 1);
+            let frac = pos - i0 as f64;
+            (i0, (i0 + 1).min(n - 1), frac)
+        })
+        .collect();
+    let mut out = vec![0.0; out_n * out_n * c];
+    for (oy, &(y0, y1, fy)) in taps.iter().enumerate() {
+        for (ox, &(x0, x1, fx)) in taps.iter().enumerate() {
+            for ch in 0..c {
+                let at = |y: usize, x: usize| data[(y * n + x) * c + ch];
+                let mut v = 0.0;
+                for (wy, y) in [(1.0 - fy, y0), (fy, y1)] {
+                    for (wx, x) in [(1.0 - fx, x0), (fx, x1)] {
+                        if wy * wx != 0.0 {
+                            v += wy * wx * at(y, x);
+                        }
+                    }
+                }
+                out[(oy * out_n + ox) * c + ch] = v;
+            }
+        }
+    }
+    (out, out_n)
+}
+
+/// The reference's `clipped_zoom`: centre crop of ⌈n/z⌉, zoom by z, centre trim back to n.
+pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
+    let ch = (n as f64 / z).ceil() as usize;
+    let top = (n - ch) / 2;
+    let mut crop = Vec::with_capacity(ch * ch * c);
+    for y in top..top + ch {
+        crop.extend_from_slice(&data[(y * n + top) * c..(y * n + top + ch) * c]);
+    }
+    let (zoomed, zn) = zoom_linear(&crop, ch, c, z);
+    let trim = zn.saturating_sub(n) / 2;
+    let mut out = vec![0.0; n * n * c];
+    for y in 0..n {
+        for x in 0..n {
+            // Rows or columns missing when the zoom rounds below n stay at the nearest edge.
+            let (sy, sx) = ((y + trim).min(zn - 1), (x + trim).min(zn - 1));
+            out[(y * n + x) * c..(y * n + x + 1) * c]
+                .copy_from_slice(&zoomed[(sy * zn + sx) * c..(sy * zn + sx + 1) * c]);
+        }
+    }
+    out
+}
+
+/// Linear interpolation of an `[h][w][c]` array at (y, x) with scipy's 'reflect' rule.
+pub fn sample_linear_reflect(
+    data: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    ch: usize,
+    y: f64,
+    x: f64,
+) -> f64 {
+    let (y0, fy) = (y.floor(), y - y.floor());
+    let (x0, fx) = (x.floor(), x - x.floor());
+    let (y0, x0) = (y0 as isize, x0 as isize);
+    let at = |yy: isize, xx: isize| {
+        let sy = Border::Reflect.index(yy, h);
+        let sx = Border::Reflect.index(xx, w);
+        data[(sy * w + sx) * c + ch] as f64
+    };
+    let mut v = 0.0;
+    for (wy, yy) in [(1.0 - fy, y0), (fy, y0 + 1)] {
+        for (wx, xx) in [(1.0 - fx, x0), (fx, x0 + 1)] {
+            v += wy * wx * at(yy, xx);
+        }
+    }
+    v
+}
+
+/// PIL `Image.resize(size, BOX)` of 8-bit RGB: separable, horizontal pass first, fixed-point
+/// coefficients with 22 fractional bits and rounding to 8 bits after each pass.
+pub fn pil_box_resize(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
+    let horizontal = if nw == w {
+        src.to_vec()
+    } else {
+        resample_axis(src, w, h, nw, true)
+    };
+    if nh == h {
+        horizontal
+    } else {
+        resample_axis(&horizontal, nw, h, nh, false)
+    }
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// PIL's `precompute_coeffs` for the BOX filter, normalised and converted to fixed point.
+fn box_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 0.5 * filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = (((center + support + 0.5) as i64).min(in_size as i64) as usize) - xmin;
+            let weights: Vec<f64> = (0..xmax)
+                .map(|x| {
+                    let t = (x as f64 + xmin as f64 - center + 0.5) * ss;
+                    if (-0.5..0.5).contains(&t) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let fixed = weights
+                .iter()
+                .map(|w| {
+                    let k = if total != 0.0 { w / total } else { *w };
+                    let scaled = k * (1i64 << PRECISION_BITS) as f64;
+                    if k < 0.0 {
+                        (scaled - 0.5).trunc() as i64
+                    } else {
+                        (scaled + 0.5).trunc() as i64
+                    }
+                })
+                .collect();
+            (xmin, fixed)
+        })
+        .collect()
+}
+
+fn resample_axis(src: &[u8], w: usize, h: usize, new_len: usize, horizontal: bool) -> Vec<u8> {
+    let (in_len, other) = if horizontal { (w, h) } else { (h, w) };
+    let coefficients = box_coefficients(in_len, new_len);
+    let (ow, oh) = if horizontal {
+        (new_len, h)
+    } else {
+        (w, new_len)
+    };
+    let mut out = vec![0u8; ow * oh * 3];
+    for line in 0..other {
+        for (i, (start, weights)) in coefficients.iter().enumerate() {
+            for ch in 0..3 {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (k, weight) in weights.iter().enumerate() {
+                    let (x, y) = if horizontal {
+                        (start + k, line)
+                    } else {
+                        (line, start + k)
+                    };
+                    acc += src[(y * w + x) * 3 + ch] as i64 * weight;
+                }
+                let (x, y) = if horizontal { (i, line) } else { (line, i) };
+                out[(y * ow + x) * 3 + ch] = (acc >> PRECISION_BITS).clamp(0, 255) as u8;
+            }
+        }
+    }
+    out
+}

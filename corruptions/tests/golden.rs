@@ -1,0 +1,199 @@
+//! Each corruption against the reference generator, with identical random draws
+//! (fixtures: tools/make_corruption_fixtures.py).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use corruptions::{corrupt_with, Corruption, DrawStream, Preset, RgbImage};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn npy_u8(name: &str) -> (Vec<u64>, Vec<u8>) {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<u8>().unwrap())
+}
+
+fn cifar_inputs() -> Vec<RgbImage> {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/cifar10/test_first1000.bin"),
+    )
+    .unwrap();
+    (0..3)
+        .map(|i| RgbImage::from_planes(32, 32, &bytes[i * 3073 + 1..(i + 1) * 3073]).unwrap())
+        .collect()
+}
+
+/// Agreement of one corruption with the reference over its cases.
+#[derive(Default, Debug)]
+struct Agreement {
+    values: usize,
+    within_one: usize,
+    max_diff: u8,
+    squared_error: f64,
+    draw_mismatches: usize,
+}
+
+impl Agreement {
+    fn add(&mut self, ours: &[u8], reference: &[u8]) {
+        for (a, b) in ours.iter().zip(reference) {
+            let d = a.abs_diff(*b);
+            self.values += 1;
+            self.within_one += usize::from(d <= 1);
+            self.max_diff = self.max_diff.max(d);
+            self.squared_error += (d as f64).powi(2);
+        }
+    }
+    fn fraction(&self) -> f64 {
+        self.within_one as f64 / self.values as f64
+    }
+    fn psnr(&self) -> f64 {
+        let mse = self.squared_error / self.values as f64;
+        if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0f64.powi(2) / mse).log10()
+        }
+    }
+}
+
+fn cases(preset: &str) -> Vec<Value> {
+    let all: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
+    all[preset].as_array().unwrap().clone()
+}
+
+fn run_case(case: &Value, image: &RgbImage, preset: Preset) -> (RgbImage, u64) {
+    let corruption: Corruption = case["corruption"].as_str().unwrap().parse().unwrap();
+    let mut draws = DrawStream::new(case["seed"].as_u64().unwrap());
+    let out = corrupt_with(
+        image,
+        corruption,
+        case["severity"].as_u64().unwrap() as u8,
+        preset,
+        &mut draws,
+    )
+    .unwrap();
+    (out, draws.position())
+}
+
+fn check(report: &BTreeMap<String, Agreement>, preset: &str) {
+    let mut failures = Vec::new();
+    for (name, a) in report {
+        eprintln!(
+            "{preset:8} {name:18} within ±1: {:7.3} %  max |Δ| {:3}  PSNR {:6.1} dB  draw mismatches {}",
+            100.0 * a.fraction(),
+            a.max_diff,
+            a.psnr(),
+            a.draw_mismatches
+        );
+        // The bar: ±1 grey level on at least 99 % of values, and the same draws consumed.
+        if a.fraction() < 0.99 || a.max_diff > 3 || a.draw_mismatches > 0 {
+            failures.push(name.clone());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{preset}: outside the bounds: {failures:?}"
+    );
+}
+
+#[test]
+fn cifar_preset_matches_make_cifar_c() {
+    let images = cifar_inputs();
+    let (shape, outputs) = npy_u8("cifar_outputs.npy");
+    assert_eq!(shape[1..], [32, 32, 3]);
+    let mut report: BTreeMap<String, Agreement> = BTreeMap::new();
+    for (i, case) in cases("cifar").iter().enumerate() {
+        let image = &images[case["image"].as_u64().unwrap() as usize];
+        let (ours, used) = run_case(case, image, Preset::Cifar);
+        let entry = report
+            .entry(case["corruption"].as_str().unwrap().to_string())
+            .or_default();
+        entry.add(ours.as_bytes(), &outputs[i * 3072..(i + 1) * 3072]);
+        entry.draw_mismatches += usize::from(used != case["draws"].as_u64().unwrap());
+    }
+    check(&report, "cifar");
+}
+
+#[test]
+fn imagenet_preset_matches_make_imagenet_c() {
+    let png = image_crate_decode(&fixture("imagenet_input.png"));
+    let (pshape, positions) = {
+        let bytes = std::fs::read(fixture("imagenet_positions.npy")).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let shape = npy.shape().to_vec();
+        (shape, npy.into_vec::<i64>().unwrap())
+    };
+    let k = pshape[0] as usize;
+    let (_, samples) = npy_u8("imagenet_samples.npy");
+    let mut report: BTreeMap<String, Agreement> = BTreeMap::new();
+    for (i, case) in cases("imagenet").iter().enumerate() {
+        let (ours, used) = run_case(case, &png, Preset::Imagenet);
+        let bytes = ours.as_bytes();
+        let picked: Vec<u8> = (0..k)
+            .flat_map(|p| {
+                let (y, x) = (positions[2 * p] as usize, positions[2 * p + 1] as usize);
+                bytes[(y * 224 + x) * 3..(y * 224 + x) * 3 + 3].to_vec()
+            })
+            .collect();
+        let entry = report
+            .entry(case["corruption"].as_str().unwrap().to_string())
+            .or_default();
+        entry.add(&picked, &samples[i * k * 3..(i + 1) * k * 3]);
+        entry.draw_mismatches += usize::from(used != case["draws"].as_u64().unwrap());
+        let mean = bytes.iter().map(|&v| v as f64).sum::<f64>() / bytes.len() as f64;
+        assert!(
+            (mean - case["mean"].as_f64().unwrap()).abs() < 1.0,
+            "{}: mean {mean}",
+            case["corruption"]
+        );
+    }
+    check(&report, "imagenet");
+}
+
+fn image_crate_decode(path: &std::path::Path) -> RgbImage {
+    // The fixture input is a plain 8-bit RGB PNG; decode it with the PNG reader the crate uses.
+    let bytes = std::fs::read(path).unwrap();
+    let decoder = png_rgb(&bytes);
+    RgbImage::new(224, 224, decoder).unwrap()
+}
+
+fn png_rgb(bytes: &[u8]) -> Vec<u8> {
+    corruptions::decode_rgb(bytes).unwrap().into_bytes()
+}
+
+#[test]
+fn zoom_lists_equal_numpy_arange() {
+    let all: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
+    let lists = all["numpy_zoom_lists"].as_object().unwrap();
+    let ours = |preset: Preset, s: usize| preset.zoom_factors(s);
+    let expected = [
+        ("1.11:0.01", Preset::Imagenet, 0),
+        ("1.16:0.01", Preset::Imagenet, 1),
+        ("1.21:0.02", Preset::Imagenet, 2),
+        ("1.26:0.02", Preset::Imagenet, 3),
+        ("1.31:0.03", Preset::Imagenet, 4),
+        ("1.06:0.01", Preset::Cifar, 0),
+        ("1.11:0.01", Preset::Cifar, 1),
+        ("1.16:0.01", Preset::Cifar, 2),
+        ("1.21:0.01", Preset::Cifar, 3),
+        ("1.26:0.01", Preset::Cifar, 4),
+    ];
+    for (key, preset, s) in expected {
+        let numpy: Vec<f64> = lists[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours(preset, s), numpy, "{key}");
+    }
+}
