@@ -8,6 +8,7 @@ pub mod adversarial;
 pub mod bundled;
 pub mod checkpoint;
 pub mod cli;
+pub mod corrupted;
 pub mod csc;
 pub mod data;
 pub mod device;

@@ -4,6 +4,7 @@
 pub mod attack_cmd;
 pub mod bench_cmd;
 pub mod common;
+pub mod corrupt_cmd;
 pub mod eval_cmd;
 pub mod train_cmd;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Pgd(attack_cmd::PgdArgs),
     /// APGD-CE: step-size-free PGD with momentum (Croce & Hein 2020).
     Apgd(attack_cmd::ApgdArgs),
+    /// Accuracy under the 19 common corruptions (CIFAR-10-C / ImageNet-C), mCE; export the sets.
+    Corrupt(corrupt_cmd::CorruptArgs),
     /// Train a model with the official recipe (resumable).
     Train(train_cmd::TrainArgs),
     /// Measure throughput (images/s) of the model zoo.
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(args) => convert(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Train(args) => train_cmd::run(args).map(|_| ()),
+        Command::Corrupt(args) => corrupt_cmd::run(args).map(|_| ()),
         Command::Fgsm(args) => {
             let (spec, args) = args.into_parts();
             attack_cmd::run(spec, args).map(|_| ())

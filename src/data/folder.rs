@@ -155,6 +155,12 @@ impl Dataset for ImageFolder {
     fn source(&self) -> String {
         self.root.display().to_string()
     }
+    fn item_name(&self, index: usize) -> Option<(String, String)> {
+        let path = &self.samples[index].0;
+        let file = path.file_name()?.to_str()?.to_string();
+        let class = path.parent()?.file_name()?.to_str()?.to_string();
+        Some((class, file))
+    }
     fn load_u8_random_resized(
         &self,
         indices: &[usize],

@@ -79,6 +79,10 @@ pub trait Dataset: Send + Sync {
     fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>>;
     /// Where the data came from, for reports.
     fn source(&self) -> String;
+    /// (class folder, file name) of an image that came from a file, for exports.
+    fn item_name(&self, _index: usize) -> Option<(String, String)> {
+        None
+    }
     /// Training crops: RandomResizedCrop + horizontal flip, from streams seeded by
     /// (seed, epoch, index). Only image folders hold the full-size images this needs.
     fn load_u8_random_resized(
@@ -199,6 +203,9 @@ impl Dataset for Limited {
     }
     fn source(&self) -> String {
         format!("{} (first {})", self.inner.source(), self.len)
+    }
+    fn item_name(&self, index: usize) -> Option<(String, String)> {
+        self.inner.item_name(index)
     }
     fn load_u8_random_resized(
         &self,

@@ -1,0 +1,290 @@
+//! Corrupted data sets: corruptions applied on the fly to any data set, pre-made CIFAR-10-C /
+//! ImageNet-C sets, and export in those layouts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
+
+use crate::data::folder::{ImageFolder, Preprocess};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+/// A data set seen through one corruption at one severity.
+pub struct CorruptedSet<'a> {
+    pub inner: &'a dyn Dataset,
+    pub corruption: Corruption,
+    pub severity: u8,
+    pub preset: Preset,
+    pub seed: u64,
+}
+
+impl CorruptedSet<'_> {
+    /// The corrupted images `indices` as RGB images.
+    pub fn images(&self, indices: &[usize]) -> Result<Vec<RgbImage>> {
+        let [c, h, w] = self.inner.image_shape();
+        if c != 3 {
+            return Err(Error::input(format!(
+                "corruptions need RGB images, got {c} channels"
+            )));
+        }
+        let raw = self.inner.load_u8(indices)?;
+        let clean: Vec<RgbImage> = raw
+            .chunks(3 * h * w)
+            .map(|planes| {
+                RgbImage::from_planes(w, h, planes).map_err(|e| Error::input(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let ids: Vec<u64> = indices.iter().map(|&i| i as u64).collect();
+        corrupt_many(
+            &clean,
+            &ids,
+            self.corruption,
+            self.severity,
+            self.preset,
+            self.seed,
+        )
+        .map_err(|e| Error::input(format!("{}: {e}", self.inner.source())))
+    }
+}
+
+impl Dataset for CorruptedSet<'_> {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn image_shape(&self) -> [usize; 3] {
+        self.inner.image_shape()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn label(&self, index: usize) -> usize {
+        self.inner.label(index)
+    }
+    fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>> {
+        Ok(self
+            .images(indices)?
+            .iter()
+            .flat_map(|img| img.to_planes())
+            .collect())
+    }
+    fn source(&self) -> String {
+        format!(
+            "{} ({} s{})",
+            self.inner.source(),
+            self.corruption,
+            self.severity
+        )
+    }
+}
+
+/// One severity block of a pre-made CIFAR-10-C / CIFAR-100-C file: `<corruption>.npy`
+/// (uint8 [5·N, 32, 32, 3], severity 1 first) with `labels.npy`.
+pub struct PremadeCifar {
+    pixels: Vec<u8>,
+    labels: Vec<usize>,
+    num_classes: usize,
+    source: String,
+}
+
+impl PremadeCifar {
+    pub fn open(
+        dir: &Path,
+        corruption: Corruption,
+        severity: u8,
+        num_classes: usize,
+        limit: Option<usize>,
+    ) -> Result<Self> {
+        let path = dir.join(format!("{corruption}.npy"));
+        let (shape, pixels) = read_npy_u8(&path)?;
+        if shape.len() != 4 || shape[1..] != [32, 32, 3] || shape[0] % 5 != 0 {
+            return Err(Error::file(
+                &path,
+                format!("expected uint8 [5·N, 32, 32, 3], found shape {shape:?}"),
+            ));
+        }
+        let rows = shape[0] as usize;
+        let labels_path = dir.join("labels.npy");
+        let (label_shape, labels) = read_npy_u8(&labels_path)?;
+        if label_shape != [rows as u64] {
+            return Err(Error::file(
+                &labels_path,
+                format!(
+                    "{} labels for {rows} images in {}",
+                    label_shape.first().unwrap_or(&0),
+                    path.display()
+                ),
+            ));
+        }
+        let n = rows / 5;
+        let keep = limit.unwrap_or(n).min(n);
+        let start = (severity as usize - 1) * n;
+        let mut planes = Vec::with_capacity(keep * 3072);
+        for i in start..start + keep {
+            let image = RgbImage::new(32, 32, pixels[i * 3072..(i + 1) * 3072].to_vec())
+                .expect("3072 bytes");
+            planes.extend(image.to_planes());
+        }
+        let labels: Vec<usize> = labels[start..start + keep]
+            .iter()
+            .map(|&l| l as usize)
+            .collect();
+        if let Some(bad) = labels.iter().find(|&&l| l >= num_classes) {
+            return Err(Error::file(
+                &labels_path,
+                format!("label {bad} outside 0..{num_classes}"),
+            ));
+        }
+        Ok(Self {
+            pixels: planes,
+            labels,
+            num_classes,
+            source: format!("{} severity {severity}", path.display()),
+        })
+    }
+}
+
+impl Dataset for PremadeCifar {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn image_shape(&self) -> [usize; 3] {
+        [3, 32, 32]
+    }
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    fn label(&self, index: usize) -> usize {
+        self.labels[index]
+    }
+    fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>> {
+        Ok(indices
+            .iter()
+            .flat_map(|&i| self.pixels[i * 3072..(i + 1) * 3072].iter().copied())
+            .collect())
+    }
+    fn source(&self) -> String {
+        self.source.clone()
+    }
+}
+
+/// An ImageNet-C folder `<dir>/<corruption>/<severity>/<wnid>/<file>` (224×224, used as stored).
+pub fn premade_imagenet(dir: &Path, corruption: Corruption, severity: u8) -> Result<ImageFolder> {
+    ImageFolder::open(
+        &dir.join(corruption.name()).join(severity.to_string()),
+        Preprocess::AsIs { size: 224 },
+    )
+}
+
+fn read_npy_u8(path: &Path) -> Result<(Vec<u64>, Vec<u8>)> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| Error::file(path, format!("not a .npy file: {e}")))?;
+    let shape = npy.shape().to_vec();
+    let data = npy
+        .into_vec::<u8>()
+        .map_err(|e| Error::file(path, format!("expected uint8 data: {e}")))?;
+    Ok((shape, data))
+}
+
+/// Writes corrupted sets in the layouts of the released data sets.
+pub enum Exporter {
+    /// `<dir>/<corruption>.npy` uint8 [rows, 32, 32, 3] and `<dir>/labels.npy`.
+    Cifar {
+        dir: PathBuf,
+        rows: Vec<u8>,
+        labels: Vec<u8>,
+    },
+    /// `<dir>/<corruption>/<severity>/<wnid>/<file>.JPEG`, quality 85.
+    Imagenet { dir: PathBuf },
+}
+
+impl Exporter {
+    pub fn new(dir: &Path, preset: Preset) -> Result<Self> {
+        crate::report::prepare_output_dir(dir)?;
+        Ok(match preset {
+            Preset::Cifar => Exporter::Cifar {
+                dir: dir.to_path_buf(),
+                rows: Vec::new(),
+                labels: Vec::new(),
+            },
+            Preset::Imagenet => Exporter::Imagenet {
+                dir: dir.to_path_buf(),
+            },
+        })
+    }
+
+    /// Adds a batch of corrupted images (in data-set order).
+    pub fn add(
+        &mut self,
+        set: &CorruptedSet<'_>,
+        indices: &[usize],
+        images: &[RgbImage],
+        names: &dyn Fn(usize) -> Option<(String, String)>,
+    ) -> Result<()> {
+        match self {
+            Exporter::Cifar { rows, labels, .. } => {
+                for (image, &i) in images.iter().zip(indices) {
+                    rows.extend_from_slice(image.as_bytes());
+                    labels.push(set.label(i) as u8);
+                }
+                Ok(())
+            }
+            Exporter::Imagenet { dir } => {
+                for (image, &i) in images.iter().zip(indices) {
+                    let (class, file) =
+                        names(i).unwrap_or_else(|| ("images".into(), format!("{i:08}.JPEG")));
+                    let folder = dir
+                        .join(set.corruption.name())
+                        .join(set.severity.to_string())
+                        .join(class);
+                    fs::create_dir_all(&folder)
+                        .map_err(|e| Error::io(&folder, "cannot create", e))?;
+                    let bytes = corruptions::encode_jpeg(image, 85)
+                        .map_err(|e| Error::input(e.to_string()))?;
+                    let stem = Path::new(&file)
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("image")
+                        .to_string();
+                    let path = folder.join(format!("{stem}.JPEG"));
+                    fs::write(&path, bytes).map_err(|e| Error::io(&path, "cannot write", e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends one corruption (all its severities added): writes the CIFAR arrays.
+    pub fn finish_corruption(&mut self, corruption: Corruption) -> Result<()> {
+        if let Exporter::Cifar { dir, rows, labels } = self {
+            let n = rows.len() / 3072;
+            write_npy_u8(
+                &dir.join(format!("{corruption}.npy")),
+                rows,
+                &[n as u64, 32, 32, 3],
+            )?;
+            write_npy_u8(&dir.join("labels.npy"), labels, &[n as u64])?;
+            rows.clear();
+            labels.clear();
+        }
+        Ok(())
+    }
+}
+
+fn write_npy_u8(path: &Path, data: &[u8], shape: &[u64]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file = fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
+    let mut writer = npyz::WriteOptions::<u8>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(|e| Error::io(path, "cannot write .npy header", e))?;
+    writer
+        .extend(data.iter().copied())
+        .map_err(|e| Error::io(path, "cannot write", e))?;
+    writer
+        .finish()
+        .map_err(|e| Error::io(path, "cannot finish .npy", e))
+}
