@@ -76,29 +76,24 @@ fn imagenet_folder_labels_follow_the_standard_class_order() {
 }
 
 #[test]
-fn imagenet_preprocessing_matches_torchvision() {
-    // torchvision Resize(256) + CenterCrop(224) of the first two images, from the parity fixtures.
+fn imagenet_preprocessing_matches_torchvision_exactly() {
+    // torchvision Resize(256) + CenterCrop(224) of the first two images (PIL decoding and
+    // bilinear resampling), from the parity fixtures.
     let (shape, expected) = read_npy(&repo(
         "tests/fixtures/parity/resnet18_w00625_imagenet_tv.input.npy",
     ));
     assert_eq!(shape, vec![2, 3, 224, 224]);
     let folder = ImageFolder::imagenet(&repo("tests/fixtures/imagenet_sample")).unwrap();
     let ours = folder.load_u8(&[0, 1]).unwrap();
-    let diffs: Vec<f64> = ours
+    let differing = ours
         .iter()
         .zip(&expected)
-        .map(|(a, b)| (*a as f64 - b).abs())
-        .collect();
-    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
-    let within_two = diffs.iter().filter(|d| **d <= 2.0).count() as f64 / diffs.len() as f64;
-    eprintln!(
-        "preprocessing vs torchvision: mean abs diff {mean:.3}, {within_two:.4} within 2 levels"
-    );
-    // Different JPEG decoders and resampling code: small differences, not a different crop.
-    assert!(mean < 1.0, "mean |Δ| = {mean}");
-    assert!(
-        within_two > 0.97,
-        "{:.3} of pixels within 2 grey levels",
-        within_two
+        .filter(|(a, b)| **a as f64 != **b)
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} values differ from torchvision",
+        ours.len()
     );
 }

@@ -253,28 +253,64 @@ pub fn sample_linear_reflect(
     v
 }
 
-/// PIL `Image.resize(size, BOX)` of 8-bit RGB: separable, horizontal pass first, fixed-point
-/// coefficients with 22 fractional bits and rounding to 8 bits after each pass.
-pub fn pil_box_resize(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
+/// PIL's resampling filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeFilter {
+    Box,
+    Bilinear,
+}
+
+impl ResizeFilter {
+    fn support(&self) -> f64 {
+        match self {
+            ResizeFilter::Box => 0.5,
+            ResizeFilter::Bilinear => 1.0,
+        }
+    }
+
+    fn weight(&self, x: f64) -> f64 {
+        match self {
+            ResizeFilter::Box if x > -0.5 && x <= 0.5 => 1.0,
+            ResizeFilter::Bilinear if x.abs() < 1.0 => 1.0 - x.abs(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// PIL `Image.resize((nw, nh), filter)` of 8-bit RGB: separable, horizontal pass first,
+/// fixed-point coefficients with 22 fractional bits and rounding to 8 bits after each pass.
+pub fn pil_resize(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    nw: usize,
+    nh: usize,
+    filter: ResizeFilter,
+) -> Vec<u8> {
     let horizontal = if nw == w {
         src.to_vec()
     } else {
-        resample_axis(src, w, h, nw, true)
+        resample_axis(src, w, h, nw, true, filter)
     };
     if nh == h {
         horizontal
     } else {
-        resample_axis(&horizontal, nw, h, nh, false)
+        resample_axis(&horizontal, nw, h, nh, false, filter)
     }
+}
+
+/// [`pil_resize`] with the BOX filter (pixelate).
+pub fn pil_box_resize(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
+    pil_resize(src, w, h, nw, nh, ResizeFilter::Box)
 }
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// PIL's `precompute_coeffs` for the BOX filter, normalised and converted to fixed point.
-fn box_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
+/// PIL's `precompute_coeffs`, normalised and converted to fixed point.
+fn coefficients(in_size: usize, out_size: usize, filter: ResizeFilter) -> Vec<(usize, Vec<i64>)> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = 0.5 * filterscale;
+    let support = filter.support() * filterscale;
     (0..out_size)
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
@@ -282,14 +318,7 @@ fn box_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = (((center + support + 0.5) as i64).min(in_size as i64) as usize) - xmin;
             let weights: Vec<f64> = (0..xmax)
-                .map(|x| {
-                    let t = (x as f64 + xmin as f64 - center + 0.5) * ss;
-                    if (-0.5..0.5).contains(&t) {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                })
+                .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
                 .collect();
             let total: f64 = weights.iter().sum();
             let fixed = weights
@@ -309,9 +338,16 @@ fn box_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
         .collect()
 }
 
-fn resample_axis(src: &[u8], w: usize, h: usize, new_len: usize, horizontal: bool) -> Vec<u8> {
+fn resample_axis(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    new_len: usize,
+    horizontal: bool,
+    filter: ResizeFilter,
+) -> Vec<u8> {
     let (in_len, other) = if horizontal { (w, h) } else { (h, w) };
-    let coefficients = box_coefficients(in_len, new_len);
+    let coefficients = coefficients(in_len, new_len, filter);
     let (ow, oh) = if horizontal {
         (new_len, h)
     } else {

@@ -30,6 +30,7 @@ mod weather;
 
 pub use digital::{decode_jpeg, encode_jpeg};
 pub use draws::{DrawStream, Draws};
+pub use filters::{pil_resize, ResizeFilter};
 pub use image::RgbImage;
 pub use params::Preset;
 

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use corruptions::{pil_resize, ResizeFilter};
 use image::imageops::FilterType;
 use image::RgbImage;
 use rayon::prelude::*;
@@ -110,9 +111,7 @@ impl ImageFolder {
 
     fn decode(&self, index: usize) -> Result<Vec<u8>> {
         let path = &self.samples[index].0;
-        let img = image::open(path)
-            .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?
-            .to_rgb8();
+        let img = read_rgb(path)?;
         let img = match self.preprocess {
             Preprocess::ResizeCrop { resize, crop } => {
                 center_crop(&resize_shorter(&img, resize), crop)
@@ -171,10 +170,7 @@ impl Dataset for ImageFolder {
         let images: Vec<Vec<u8>> = indices
             .par_iter()
             .map(|&i| {
-                let path = &self.samples[i].0;
-                let img = image::open(path)
-                    .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?
-                    .to_rgb8();
+                let img = read_rgb(&self.samples[i].0)?;
                 let mut rng = training_stream(seed, epoch, i);
                 Ok(to_chw(&random_resized_crop(&img, side, &mut rng)))
             })
@@ -224,6 +220,14 @@ pub fn random_resized_crop(img: &RgbImage, size: u32, rng: &mut impl rand::Rng) 
     out
 }
 
+/// Decodes an image file to RGB; JPEGs with libjpeg-turbo, as PIL (and so torchvision) does.
+fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
+    let rgb = corruptions::decode_rgb(&bytes).map_err(|e| Error::file(path, e.to_string()))?;
+    let (w, h) = (rgb.width() as u32, rgb.height() as u32);
+    Ok(RgbImage::from_raw(w, h, rgb.into_bytes()).expect("matching size"))
+}
+
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| Error::io(dir, "cannot list directory", e))?
@@ -239,8 +243,8 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// torchvision's Resize(int): the shorter side becomes `target`, the longer one scales with it
-/// (truncated), bilinear with antialiasing.
+/// torchvision's Resize(int) on PIL images: the shorter side becomes `target`, the longer one
+/// scales with it (truncated), PIL's bilinear resampling (antialiased, fixed point).
 pub fn resize_shorter(img: &RgbImage, target: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let (nw, nh) = if w <= h {
@@ -251,7 +255,15 @@ pub fn resize_shorter(img: &RgbImage, target: u32) -> RgbImage {
     if (nw, nh) == (w, h) {
         return img.clone();
     }
-    image::imageops::resize(img, nw, nh, FilterType::Triangle)
+    let resized = pil_resize(
+        img.as_raw(),
+        w as usize,
+        h as usize,
+        nw as usize,
+        nh as usize,
+        ResizeFilter::Bilinear,
+    );
+    RgbImage::from_raw(nw, nh, resized).expect("matching size")
 }
 
 /// torchvision's CenterCrop: offsets `round((side − crop) / 2)` with Python's ties-to-even.
