@@ -211,7 +211,7 @@ fn bad_corruption_settings_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let out = out.to_str().unwrap();
-    let message = |args: &[&str]| corrupt(args).err().expect("should fail").to_string();
+    let message = |args: &[&str]| corrupt(args).expect_err("should fail").to_string();
     let m = message(&["--corruptions", "rain", "--out-dir", out]);
     assert!(
         m.contains("unknown corruption 'rain'") && m.contains("gaussian_noise"),

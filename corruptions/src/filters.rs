@@ -149,19 +149,28 @@ pub fn filter2d_plane(
     kh: usize,
     kw: usize,
 ) -> Vec<f64> {
-    let (ay, ax) = ((kh / 2) as isize, (kw / 2) as isize);
+    let (ay, ax) = (kh / 2, kw / 2);
+    // Pad once (REFLECT_101), then visit only the non-zero taps: the disk kernels are mostly zeros.
+    let (pw, ph) = (w + 2 * ax, h + 2 * ay);
+    let mut padded = vec![0.0; pw * ph];
+    for y in 0..ph {
+        let sy = Border::Reflect101.index(y as isize - ay as isize, h);
+        for x in 0..pw {
+            padded[y * pw + x] =
+                plane[sy * w + Border::Reflect101.index(x as isize - ax as isize, w)];
+        }
+    }
+    let taps: Vec<(usize, f64)> = (0..kh * kw)
+        .filter(|&i| kernel[i] != 0.0)
+        .map(|i| ((i / kw) * pw + i % kw, kernel[i] as f64))
+        .collect();
     let mut out = vec![0.0; h * w];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let mut acc = 0.0;
-            for ky in 0..kh as isize {
-                let sy = Border::Reflect101.index(y + ky - ay, h);
-                for kx in 0..kw as isize {
-                    let sx = Border::Reflect101.index(x + kx - ax, w);
-                    acc += kernel[(ky * kw as isize + kx) as usize] as f64 * plane[sy * w + sx];
-                }
-            }
-            out[(y as usize) * w + x as usize] = acc;
+    for y in 0..h {
+        for x in 0..w {
+            let base = y * pw + x;
+            out[y * w + x] = taps
+                .iter()
+                .fold(0.0, |acc, &(offset, k)| acc + k * padded[base + offset]);
         }
     }
     out

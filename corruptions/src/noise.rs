@@ -1,5 +1,8 @@
 //! Noise corruptions, in float64 as the reference computes them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use crate::draws::Draws;
 use crate::image::{unit_to_scaled, RgbImage};
 
@@ -11,14 +14,55 @@ pub fn gaussian(image: &RgbImage, sigma: f64, draws: &mut dyn Draws) -> RgbImage
     RgbImage::from_scaled_f64(image.width(), image.height(), out)
 }
 
-/// Poisson(x·c) / c
+/// Poisson(x·c) / c. The 256 possible rates of an 8-bit image get their CDF tabulated once, by
+/// the same summation as [`Draws::poisson`], so a lookup returns exactly what the summation would.
 pub fn shot(image: &RgbImage, photons: f64, draws: &mut dyn Draws) -> RgbImage {
-    let x = image.unit_f64();
-    let out: Vec<f64> = x
+    let tables = poisson_tables(photons);
+    let out: Vec<f64> = image
+        .as_bytes()
         .iter()
-        .map(|v| unit_to_scaled(draws.poisson(v * photons) / photons))
+        .map(|&v| {
+            let cdf = &tables[v as usize];
+            let u = draws.uniform();
+            let k = cdf.partition_point(|&c| c < u).min(cdf.len() - 1);
+            unit_to_scaled(k as f64 / photons)
+        })
         .collect();
     RgbImage::from_scaled_f64(image.width(), image.height(), out)
+}
+
+/// CDF tables of Poisson(v/255 · photons), v = 0..=255, cached per photon count.
+fn poisson_tables(photons: f64) -> Arc<Vec<Vec<f64>>> {
+    type Tables = Arc<Vec<Vec<f64>>>;
+    static CACHE: OnceLock<Mutex<HashMap<u64, Tables>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().expect("cache poisoned");
+    map.entry(photons.to_bits())
+        .or_insert_with(|| {
+            Arc::new(
+                (0..=255u32)
+                    .map(|v| poisson_cdf(v as f64 / 255.0 * photons))
+                    .collect(),
+            )
+        })
+        .clone()
+}
+
+/// The partial sums [`Draws::poisson`] compares the uniform against, up to where the
+/// summation stops (the probability underflows, or 100 000 terms).
+fn poisson_cdf(lambda: f64) -> Vec<f64> {
+    let mut p = (-lambda).exp();
+    let mut cdf = vec![p];
+    let mut total = p;
+    for k in 1..=100_000u64 {
+        p *= lambda / k as f64;
+        total += p;
+        cdf.push(total);
+        if p == 0.0 {
+            break; // the summation stops here whatever the uniform
+        }
+    }
+    cdf
 }
 
 /// Salt and pepper as skimage's `random_noise(mode='s&p')`: every value is flipped with

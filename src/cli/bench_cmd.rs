@@ -24,6 +24,8 @@ pub enum Workload {
     Eval,
     /// PGD-10, L∞, ε = 8/255, α = 2/255, random start, every image attacked.
     Pgd,
+    /// The 19 corruptions × 5 severities (no model).
+    Corrupt,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -45,9 +47,18 @@ pub struct BenchArgs {
     pub device: String,
     #[arg(long, default_value = "results")]
     pub out_dir: std::path::PathBuf,
+    /// corrupt: parameter preset (cifar on the bundled images, imagenet on --data).
+    #[arg(long, default_value = "cifar")]
+    pub preset: String,
+    /// corrupt: an ImageNet folder for the imagenet preset.
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.workload == Workload::Corrupt {
+        return bench_corruptions(&args);
+    }
     let device: DeviceChoice = args.device.parse()?;
     if args.n == 0 || args.batch_size == 0 || args.repeat == 0 {
         return Err(Error::input(
@@ -156,6 +167,7 @@ impl Job for BenchJob<'_> {
                         Ok(())
                     })
                 }
+                Workload::Corrupt => unreachable!("handled by bench_corruptions"),
             };
             run_once()?; // warm-up: allocations, CSC step sizes
             let mut samples = Vec::new();
@@ -192,4 +204,77 @@ fn pgd_batch<B: ConvBackend>(
     attacks::run(&Pgd::linf_default(), model, images, &goal, 1)
         .map(|_| ())
         .map_err(|v| Error::input(v.to_string()))
+}
+
+/// Times every corruption over its five severities on the same images.
+fn bench_corruptions(args: &BenchArgs) -> Result<()> {
+    use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
+    let preset: Preset = args.preset.parse().map_err(Error::input)?;
+    let set = match (preset, &args.data) {
+        (Preset::Cifar, _) => data::open(
+            DatasetKind::Cifar10,
+            &DataSource::Bundled,
+            Split::Test,
+            Some(args.n),
+        )?,
+        (Preset::Imagenet, Some(path)) => data::open(
+            DatasetKind::Imagenet,
+            &DataSource::Path(path.clone()),
+            Split::Test,
+            Some(args.n),
+        )?,
+        (Preset::Imagenet, None) => {
+            return Err(Error::input(
+                "bench corrupt --preset imagenet needs --data <ImageNet folder>",
+            ))
+        }
+    };
+    report::prepare_output_dir(&args.out_dir)?;
+    let [_, h, w] = set.image_shape();
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let raw = set.load_u8(&indices)?;
+    let images: Vec<RgbImage> = raw
+        .chunks(3 * h * w)
+        .map(|p| RgbImage::from_planes(w, h, p).map_err(|e| Error::input(e.to_string())))
+        .collect::<Result<_>>()?;
+    let ids: Vec<u64> = (0..images.len() as u64).collect();
+    let threads = rayon::current_num_threads();
+    let mut rows = Vec::new();
+    let mut total = 0.0;
+    for c in Corruption::ALL {
+        let start = Instant::now();
+        for severity in 1..=5 {
+            corrupt_many(&images, &ids, c, severity, preset, 0)
+                .map_err(|e| Error::input(e.to_string()))?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        total += seconds;
+        println!(
+            "{c:<18} {seconds:>8.3} s  ({:.2} ms per image and severity)",
+            1e3 * seconds / (5.0 * images.len() as f64)
+        );
+        rows.push(vec![
+            c.name().to_string(),
+            format!("{seconds:.4}"),
+            images.len().to_string(),
+            threads.to_string(),
+        ]);
+    }
+    println!(
+        "{:<18} {total:>8.3} s for 19 × 5 × {} images ({threads} threads)",
+        "total",
+        images.len()
+    );
+    rows.push(vec![
+        "total".into(),
+        format!("{total:.4}"),
+        images.len().to_string(),
+        threads.to_string(),
+    ]);
+    let name = format!("bench-corrupt-{}", args.preset);
+    report::write_csv(
+        &args.out_dir.join(format!("{name}.csv")),
+        &["corruption", "seconds_5_severities", "images", "threads"],
+        &rows,
+    )
 }
