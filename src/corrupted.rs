@@ -9,6 +9,7 @@ use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
 use crate::data::folder::{ImageFolder, Preprocess};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::report::NpyWriter;
 
 /// A data set seen through one corruption at one severity.
 pub struct CorruptedSet<'a> {
@@ -259,32 +260,15 @@ impl Exporter {
     pub fn finish_corruption(&mut self, corruption: Corruption) -> Result<()> {
         if let Exporter::Cifar { dir, rows, labels } = self {
             let n = rows.len() / 3072;
-            write_npy_u8(
+            NpyWriter::save(
                 &dir.join(format!("{corruption}.npy")),
                 rows,
-                &[n as u64, 32, 32, 3],
+                &[n, 32, 32, 3],
             )?;
-            write_npy_u8(&dir.join("labels.npy"), labels, &[n as u64])?;
+            NpyWriter::save(&dir.join("labels.npy"), labels, &[n])?;
             rows.clear();
             labels.clear();
         }
         Ok(())
     }
-}
-
-fn write_npy_u8(path: &Path, data: &[u8], shape: &[u64]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let file = fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-    let mut writer = npyz::WriteOptions::<u8>::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(|e| Error::io(path, "cannot write .npy header", e))?;
-    writer
-        .extend(data.iter().copied())
-        .map_err(|e| Error::io(path, "cannot write", e))?;
-    writer
-        .finish()
-        .map_err(|e| Error::io(path, "cannot finish .npy", e))
 }

@@ -168,3 +168,47 @@ pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
 }
+
+/// A `.npy` file of known shape written as its rows arrive.
+pub struct NpyWriter<T: npyz::Serialize + npyz::AutoSerialize + Copy> {
+    path: PathBuf,
+    writer: npyz::NpyWriter<T, std::io::BufWriter<File>>,
+}
+
+impl<T: npyz::Serialize + npyz::AutoSerialize + Copy> NpyWriter<T> {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        use npyz::WriterBuilder;
+        let file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let writer = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()
+            .map_err(|e| Error::io(path, "cannot write .npy header", e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+        })
+    }
+
+    pub fn write(&mut self, values: &[T]) -> Result<()> {
+        self.writer
+            .extend(values.iter().copied())
+            .map_err(|e| Error::io(&self.path, "cannot write .npy data", e))
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let path = self.path;
+        self.writer
+            .finish()
+            .map_err(|e| Error::io(&path, "cannot finish .npy", e))
+    }
+
+    /// Writes a whole array at once.
+    pub fn save(path: &Path, values: &[T], shape: &[usize]) -> Result<()> {
+        let mut writer = Self::create(path, shape)?;
+        writer.write(values)?;
+        writer.finish()
+    }
+}

@@ -11,9 +11,11 @@ use robust_eval::cli::attack_cmd::{self, EpsResult};
 use robust_eval::cli::{Cli, Command};
 use serde_json::Value;
 
+/// Runs an attack command on the pytorch_resnet_cifar10 ResNet-20 (whose PyTorch answers are known).
 fn attack(args: &[&str]) -> robust_eval::Result<Vec<EpsResult>> {
     let mut full = vec!["robust-eval"];
     full.extend_from_slice(args);
+    full.extend(["--model", "resnet20"]);
     match Cli::try_parse_from(full).unwrap().command {
         Command::Fgsm(a) => {
             let (spec, a) = a.into_parts();
@@ -215,10 +217,11 @@ fn same_seed_same_numbers_and_float_export_reproduces_predictions() {
         ),
         &device,
     );
-    let model = robust_eval::bundled::find("resnet20", robust_eval::data::DatasetKind::Cifar10)
-        .unwrap()
-        .load::<common::B>(&device)
-        .unwrap();
+    let model =
+        robust_eval::bundled::find("resnet20", robust_eval::data::DatasetKind::Cifar10, None)
+            .unwrap()
+            .load::<common::B>(&device)
+            .unwrap();
     let predictions = attacks::argmax(model.forward(images));
     let recorded: Vec<usize> = read("a")
         .lines()

@@ -23,6 +23,8 @@ fn corrupt(args: &[&str]) -> robust_eval::Result<CorruptionReport> {
 fn accuracy_falls_with_severity_on_real_images() {
     let out = tempfile::tempdir().unwrap();
     let report = corrupt(&[
+        "--model",
+        "resnet20",
         "--limit",
         "100",
         "--corruptions",

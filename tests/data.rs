@@ -97,3 +97,41 @@ fn imagenet_preprocessing_matches_torchvision_exactly() {
         ours.len()
     );
 }
+
+#[test]
+fn cifar100_files_and_directories_use_the_fine_label() {
+    // 5 real images written as CIFAR-100 records (coarse label, fine label, pixels).
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar10 = std::fs::read(repo("data/cifar10/test_first1000.bin")).unwrap();
+    let mut records = Vec::new();
+    for i in 0..5 {
+        records.push((i * 7 % 20) as u8); // coarse
+        records.push((i * 17 + 3) as u8); // fine
+        records.extend_from_slice(&cifar10[i * 3073 + 1..(i + 1) * 3073]);
+    }
+    std::fs::write(tmp.path().join("test.bin"), &records).unwrap();
+    std::fs::write(tmp.path().join("train.bin"), &records[..2 * 3074]).unwrap();
+    let source = DataSource::Path(tmp.path().to_path_buf());
+    let test = data::open(DatasetKind::Cifar100, &source, Split::Test, None).unwrap();
+    assert_eq!(test.len(), 5);
+    assert_eq!(
+        (0..5).map(|i| test.label(i)).collect::<Vec<_>>(),
+        vec![3, 20, 37, 54, 71]
+    );
+    assert_eq!(
+        test.load_u8(&[1]).unwrap(),
+        cifar10[3073 + 1..2 * 3073].to_vec()
+    );
+    let train = data::open(DatasetKind::Cifar100, &source, Split::Train, None).unwrap();
+    assert_eq!(train.len(), 2);
+    // The same bytes read as CIFAR-10 are the wrong size.
+    let single = DataSource::Path(tmp.path().join("test.bin"));
+    let error = data::open(DatasetKind::Cifar10, &single, Split::Test, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("15370 bytes is not a whole number of 3073-byte cifar10 records"),
+        "{error}"
+    );
+}

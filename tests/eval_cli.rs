@@ -72,9 +72,11 @@ fn default_run_uses_the_bundled_model_and_data() {
     let out = tempfile::tempdir().unwrap();
     let outcome = eval(&["--limit", "200", "--out-dir", out.path().to_str().unwrap()]);
     assert_eq!(outcome.accuracy.n, 200);
-    assert!(outcome.accuracy.top1 > 0.85);
-    let rows =
-        fs::read_to_string(out.path().join("eval-resnet20-cifar10.predictions.csv")).unwrap();
+    assert!(
+        outcome.accuracy.top1 > 0.70,
+        "the bundled SDNet-18 scores 76.2 % on all 1000"
+    );
+    let rows = fs::read_to_string(out.path().join("eval-sdnet18-cifar10.predictions.csv")).unwrap();
     assert_eq!(rows.lines().count(), 201, "header + one row per image");
 }
 
@@ -84,14 +86,14 @@ fn an_interrupted_eval_resumes_without_recomputing() {
     let dir = out.path().to_str().unwrap();
     eval(&["--limit", "100", "--out-dir", dir]);
     // Pretend the run stopped after 40 images (the last row half-written).
-    let path = out.path().join("eval-resnet20-cifar10.predictions.csv");
+    let path = out.path().join("eval-sdnet18-cifar10.predictions.csv");
     let text = fs::read_to_string(&path).unwrap();
     let mut kept: Vec<&str> = text.lines().take(41).collect();
     kept.push("40,3");
     fs::write(&path, kept.join("\n") + "\n").unwrap();
     let full = eval(&["--limit", "100", "--out-dir", dir, "--resume"]);
     let json: Value = serde_json::from_str(
-        &fs::read_to_string(out.path().join("eval-resnet20-cifar10.json")).unwrap(),
+        &fs::read_to_string(out.path().join("eval-sdnet18-cifar10.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(json["results"]["resumed_samples"], 40);
@@ -109,7 +111,7 @@ fn an_interrupted_eval_resumes_without_recomputing() {
         "--model",
         "resnet32",
         "--name",
-        "eval-resnet20-cifar10",
+        "eval-sdnet18-cifar10",
     ]);
     assert!(message.contains("other settings"), "{message}");
 }

@@ -2,6 +2,7 @@
 
     python3 tools/bench_pytorch.py eval   [--models resnet20,resnet18,sdnet18] [--n 500]
     python3 tools/bench_pytorch.py pgd    [...]      PGD-10, eps 8/255, alpha 2/255
+    python3 tools/bench_pytorch.py train  [...]      SGD steps (momentum 0.9 Nesterov, wd 5e-4)
 """
 import argparse
 import os
@@ -52,9 +53,25 @@ def bench_pgd(model, x, y, batch):
     return len(x) / (time.perf_counter() - start)
 
 
+def bench_train(model, x, y, batch):
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def epoch():
+        for i in range(0, len(x), batch):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i:i + batch]), y[i:i + batch]).backward()
+            opt.step()
+
+    epoch()  # warm-up
+    start = time.perf_counter()
+    epoch()
+    return len(x) / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["eval", "pgd"])
+    parser.add_argument("what", choices=["eval", "pgd", "train"])
     parser.add_argument("--models", default="resnet20,resnet18,sdnet18")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch", type=int, default=100)
@@ -65,7 +82,9 @@ def main():
     x, y = R.load_cifar_bin("data/cifar10/test_first1000.bin", limit=args.n)
     for name in args.models.split(","):
         model = build(name)
-        rate = bench_eval(model, x, args.batch) if args.what == "eval" else bench_pgd(model, x, y, args.batch)
+        bench = {"eval": lambda: bench_eval(model, x, args.batch), "pgd": lambda: bench_pgd(model, x, y, args.batch),
+                 "train": lambda: bench_train(model, x, y, args.batch)}[args.what]
+        rate = bench()
         print(f"{args.what} {name}: {rate:.1f} images/s (PyTorch {torch.__version__}, {args.threads} threads)")
 
 

@@ -33,6 +33,7 @@ class Dictionary(nn.Module):
         self.stride, self.padding, self.lam, self.n_steps = stride, padding, lam, n_steps
         self.output_padding = 0 if stride == 1 else 1
         self.step = None
+        self.warm = None
 
     def A(self, z, w):
         return F.conv_transpose2d(z, w, stride=self.stride, padding=self.padding,
@@ -60,11 +61,28 @@ class Dictionary(nn.Module):
                 break
         return (self.A(v, w) ** 2).sum().item()
 
+    @torch.no_grad()
+    def training_lipschitz(self, code_shape):
+        """The official per-batch schedule: at most 50 warm-started iterations, ||dv||^2 <= 1e-5."""
+        w = self.unit_atoms().detach()
+        v = self.warm if self.warm is not None else torch.randn(code_shape)
+        for _ in range(50):
+            nxt = self.At(self.A(v, w), w)
+            nxt = nxt / nxt.norm()
+            change = ((nxt - v) ** 2).sum().item()
+            v = nxt
+            if change <= 1e-5:
+                break
+        self.warm = v
+        return (self.A(v, w) ** 2).sum().item()
+
     def forward(self, x):
         w = self.unit_atoms()
-        if self.step is None:
-            h = (x.shape[2] + 2 * self.padding - w.shape[2]) // self.stride + 1
-            ww = (x.shape[3] + 2 * self.padding - w.shape[3]) // self.stride + 1
+        h = (x.shape[2] + 2 * self.padding - w.shape[2]) // self.stride + 1
+        ww = (x.shape[3] + 2 * self.padding - w.shape[3]) // self.stride + 1
+        if self.training:
+            self.step = 0.9 / self.training_lipschitz((1, w.shape[0], h, ww))
+        elif self.step is None:
             self.step = 0.9 / self.lipschitz((1, w.shape[0], h, ww))
         s, thr = self.step, self.lam * self.step
         z = F.relu(s * self.At(x, w) - thr)

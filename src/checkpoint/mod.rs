@@ -110,28 +110,71 @@ pub fn load_weights<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Re
     match detect_format(path)? {
         Format::Native => {
             let stored = read_native_spec(path)?;
-            if stored.arch != network.spec().arch
-                || stored.domain != network.spec().domain
-                || stored.num_classes != network.spec().num_classes
-                || stored.width != network.spec().width
-            {
-                return Err(Error::CheckpointMismatch {
-                    path: path.to_path_buf(),
-                    model: describe(network.spec()),
-                    details: format!("  the checkpoint holds {}", describe(&stored)),
-                });
-            }
-            let mut store = BurnpackStore::from_file(path).auto_extension(false);
-            let tensors = store
-                .get_all_snapshots()
-                .map_err(|e| Error::file(path, format!("cannot read checkpoint: {e}")))?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            apply_checked(network, path, tensors, |p, _| p.to_string(), "robust-eval")
+            apply_native(
+                network,
+                &stored,
+                BurnpackStore::from_file(path).auto_extension(false),
+                path,
+            )
         }
         Format::Pytorch => import_pytorch(network, path),
     }
+}
+
+/// Builds the network a native checkpoint held in memory describes; `origin` names it in messages.
+pub fn load_native_bytes<B: ConvBackend>(
+    bytes: &'static [u8],
+    origin: &Path,
+    device: &B::Device,
+) -> Result<Network<B>> {
+    let metadata = burnpack_metadata(bytes).map_err(|m| Error::file(origin, m))?;
+    let json = metadata.get(SPEC_KEY).ok_or_else(|| {
+        Error::file(
+            origin,
+            "burnpack data without a robust-eval model description",
+        )
+    })?;
+    let spec: ModelSpec = serde_json::from_str(json)
+        .map_err(|e| Error::file(origin, format!("bad model description: {e}")))?;
+    let mut network = Network::new(&spec, 0, device);
+    // Copied into an allocation of our own: tensors viewed straight from the binary's read-only
+    // data would not be aligned for f32 access.
+    let owned = burn::tensor::Bytes::from_elems(bytes.to_vec());
+    apply_native(
+        &mut network,
+        &spec,
+        BurnpackStore::from_bytes(Some(owned)),
+        origin,
+    )?;
+    Ok(network)
+}
+
+/// Checks that a native checkpoint describes this network, then loads its tensors.
+fn apply_native<B: ConvBackend>(
+    network: &mut Network<B>,
+    stored: &ModelSpec,
+    mut store: BurnpackStore,
+    path: &Path,
+) -> Result<()> {
+    let own = network.spec();
+    if stored.arch != own.arch
+        || stored.domain != own.domain
+        || stored.num_classes != own.num_classes
+        || stored.width != own.width
+    {
+        return Err(Error::CheckpointMismatch {
+            path: path.to_path_buf(),
+            model: describe(own),
+            details: format!("  the checkpoint holds {}", describe(stored)),
+        });
+    }
+    let tensors = store
+        .get_all_snapshots()
+        .map_err(|e| Error::file(path, format!("cannot read checkpoint: {e}")))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    apply_checked(network, path, tensors, |p, _| p.to_string(), "robust-eval")
 }
 
 /// Imports an official SDNet, torchvision or pytorch_resnet_cifar10 state dict.

@@ -1,9 +1,7 @@
 //! `robust-eval fgsm | pgd | apgd`: robust accuracy under attack, one pass per ε.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use attacks::{Apgd, Attack, Fgsm, Norm, Pgd};
@@ -443,14 +441,14 @@ impl AttackJob<'_> {
         }
     }
 
-    fn exporter(&self, position: usize, eps: &Budget) -> Result<Option<NpyExporter>> {
+    fn exporter(&self, position: usize, eps: &Budget) -> Result<Option<report::NpyWriter<f32>>> {
         let Some(dir) = &self.args.export else {
             return Ok(None);
         };
         let [c, h, w] = self.dataset.image_shape();
         let path = dir.join(format!("adversarial-eps{position}.npy"));
         let _ = eps;
-        NpyExporter::create(&path, [self.dataset.len(), c, h, w]).map(Some)
+        report::NpyWriter::create(&path, &[self.dataset.len(), c, h, w]).map(Some)
     }
 
     fn write_reports(
@@ -603,40 +601,4 @@ fn parse_records(rows: &[BTreeMap<String, String>]) -> Result<BTreeMap<String, V
         by_eps.entry(row["eps"].clone()).or_default().push(record);
     }
     Ok(by_eps)
-}
-
-/// Streams float32 images into a .npy file of known shape.
-struct NpyExporter {
-    path: PathBuf,
-    writer: npyz::NpyWriter<f32, BufWriter<File>>,
-}
-
-impl NpyExporter {
-    fn create(path: &Path, shape: [usize; 4]) -> Result<Self> {
-        use npyz::WriterBuilder;
-        let file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-        let writer = npyz::WriteOptions::<f32>::new()
-            .default_dtype()
-            .shape(&shape.map(|d| d as u64))
-            .writer(BufWriter::new(file))
-            .begin_nd()
-            .map_err(|e| Error::io(path, "cannot write .npy header", e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer,
-        })
-    }
-
-    fn write(&mut self, values: &[f32]) -> Result<()> {
-        self.writer
-            .extend(values.iter().copied())
-            .map_err(|e| Error::io(&self.path, "cannot write adversarial images", e))
-    }
-
-    fn finish(self) -> Result<()> {
-        let path = self.path;
-        self.writer
-            .finish()
-            .map_err(|e| Error::io(&path, "cannot finish .npy", e))
-    }
 }

@@ -26,6 +26,8 @@ pub enum Workload {
     Pgd,
     /// The 19 corruptions × 5 severities (no model).
     Corrupt,
+    /// Training steps (official CIFAR recipe, forward + backward + SGD).
+    Train,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -163,6 +165,39 @@ impl Job for BenchJob<'_> {
                     Box::new(move || {
                         for batch in batches {
                             pgd_batch(&model, batch, &device)?;
+                        }
+                        Ok(())
+                    })
+                }
+                Workload::Train => {
+                    let recipe = crate::train::Recipe::cifar();
+                    let cell = std::cell::RefCell::new((
+                        Network::<Autodiff<B>>::new(&spec, 0, &device).with_positional_ids(),
+                        recipe.sgd().init::<Autodiff<B>, Network<Autodiff<B>>>(),
+                    ));
+                    let batches = &batches;
+                    let device = device.clone();
+                    Box::new(move || {
+                        let mut guard = cell.borrow_mut();
+                        let (network, optimizer) = &mut *guard;
+                        for batch in batches {
+                            let loss = attacks::cross_entropy(
+                                network.forward_train(batch.images::<Autodiff<B>>(&device)),
+                                &batch.labels,
+                            )
+                            .mean();
+                            let grads = burn::optim::GradientsParams::from_grads(
+                                loss.backward(),
+                                &*network,
+                            );
+                            let mut updated = burn::optim::Optimizer::step(
+                                optimizer,
+                                0.01,
+                                network.clone(),
+                                grads,
+                            );
+                            updated.normalize_dictionaries();
+                            *network = updated;
                         }
                         Ok(())
                     })

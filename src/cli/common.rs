@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::models::{Domain, LambdaTarget, ModelSpec, Network};
 
 /// The model used when `--model` is not given.
-pub const DEFAULT_MODEL: &str = "resnet20";
+pub const DEFAULT_MODEL: &str = "sdnet18";
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -30,9 +30,10 @@ pub struct ModelArgs {
     /// Use randomly initialised weights (for timing and testing only).
     #[arg(long, conflicts_with = "checkpoint")]
     pub random_init: bool,
-    /// Width multiplier of the 18/34 families (1 = 64 channels in the first stage).
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f64,
+    /// Width multiplier of the 18/34 families (1 = 64 channels in the first stage; default 1, or
+    /// the width of the bundled checkpoint).
+    #[arg(long)]
+    pub width: Option<f64>,
     /// λ of every CSC layer (SDNet models; official default 0.1).
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -179,15 +180,18 @@ impl ModelArgs {
                 weights: format!("random initialisation (seed {})", self.seed),
             });
         }
-        match bundled::find(name, kind) {
-            Some(b) if self.width == 1.0 => Ok(LoadedModel {
+        match bundled::find(name, kind, self.width) {
+            Some(b) => Ok(LoadedModel {
                 network: b.load(device)?,
                 weights: format!("bundled {} ({})", b.file, b.origin),
             }),
-            _ => Err(Error::input(format!(
-                "no bundled {name} checkpoint for {}: give --checkpoint FILE (or --random-init)",
-                kind.name()
-            ))),
+            None => {
+                Err(Error::input(format!(
+                "no bundled {name} checkpoint for {}{}: give --checkpoint FILE (or --random-init)",
+                kind.name(),
+                self.width.map(|w| format!(" at width {w}")).unwrap_or_default()
+            )))
+            }
         }
     }
 
@@ -234,7 +238,7 @@ impl ModelArgs {
             DatasetKind::Imagenet => Domain::Imagenet,
             _ => Domain::Cifar,
         };
-        ModelSpec::new(name, domain, kind.num_classes())?.with_width(self.width)
+        ModelSpec::new(name, domain, kind.num_classes())?.with_width(self.width.unwrap_or(1.0))
     }
 }
 

@@ -127,11 +127,8 @@ impl Job for EvalJob<'_> {
 
         let mut files = vec![journal_path];
         if let (Some(path), Some(logits)) = (&args.logits, &evaluation.logits) {
-            write_npy(
-                path,
-                logits,
-                [predictions.len(), loaded.network.spec().num_classes],
-            )?;
+            let shape = [predictions.len(), loaded.network.spec().num_classes];
+            report::NpyWriter::save(path, logits, &shape)?;
             files.push(path.clone());
         }
         let results = json!({
@@ -214,21 +211,4 @@ fn parse_predictions(rows: &[BTreeMap<String, String>]) -> Result<Vec<Prediction
             })
         })
         .collect()
-}
-
-fn write_npy(path: &std::path::Path, values: &[f32], shape: [usize; 2]) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-    use npyz::WriterBuilder;
-    let mut writer = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&[shape[0] as u64, shape[1] as u64])
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(|e| Error::io(path, "cannot write .npy header", e))?;
-    writer
-        .extend(values.iter().copied())
-        .map_err(|e| Error::io(path, "cannot write .npy data", e))?;
-    writer
-        .finish()
-        .map_err(|e| Error::io(path, "cannot finish .npy", e))
 }

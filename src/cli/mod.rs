@@ -130,7 +130,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
         model: Some(args.model.clone()),
         checkpoint: Some(args.input.clone()),
         random_init: false,
-        width: args.width,
+        width: Some(args.width),
         lambda: None,
         csc_steps: None,
         csc_solver: "fista".into(),

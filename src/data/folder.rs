@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use corruptions::{pil_resize, ResizeFilter};
-use image::imageops::FilterType;
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -213,7 +212,15 @@ pub fn random_resized_crop(img: &RgbImage, size: u32, rng: &mut impl rand::Rng) 
         ((w - side) / 2, (h - side) / 2, side, side)
     });
     let crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
-    let mut out = image::imageops::resize(&crop, size, size, FilterType::Triangle);
+    let resized = pil_resize(
+        crop.as_raw(),
+        cw as usize,
+        ch as usize,
+        size as usize,
+        size as usize,
+        ResizeFilter::Bilinear,
+    );
+    let mut out = RgbImage::from_raw(size, size, resized).expect("matching size");
     if rng.random_bool(0.5) {
         image::imageops::flip_horizontal_in_place(&mut out);
     }

@@ -39,6 +39,35 @@ fn adjoint_of_transpose(options: &ConvTransposeOptions<2>) -> ConvOptions<2> {
     ConvOptions::new(options.stride, options.padding, [1, 1], 1)
 }
 
+/// Input and weight gradients of `convolve(x, weight)` for the output gradient `grad`.
+fn convolution_grads<B: ConvBackend>(
+    parents: [Option<NodeId>; 2],
+    (x_state, weight_state, options): (NodeId, NodeId, ConvOptions<2>),
+    grad: &Tensor<B, 4>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let [node_x, node_weight] = parents;
+    let x = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state));
+    let weight = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state));
+    if let Some(id) = node_x {
+        let [_, _, h, w] = x.dims();
+        let [_, _, kh, kw] = weight.dims();
+        let [_, _, oh, ow] = grad.dims();
+        let adjoint = adjoint_of_conv(&options, [h, w], [kh, kw], [oh, ow]);
+        grads.register::<B>(
+            id,
+            unwrap(B::convolve_transpose(grad.clone(), weight.clone(), adjoint)),
+        );
+    }
+    if let Some(id) = node_weight {
+        grads.register::<B>(
+            id,
+            unwrap(B::convolve_weight_grad(x, weight, grad.clone(), options)),
+        );
+    }
+}
+
 #[derive(Debug)]
 struct Convolution;
 
@@ -51,27 +80,9 @@ impl<B: ConvBackend> Backward<B, 2> for Convolution {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight] = ops.parents;
         let grad = wrap::<B>(grads.consume::<B>(&ops.node));
-        let (x_state, weight_state, options) = ops.state;
-        let x = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state));
-        let weight = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state));
-        if let Some(node) = node_x {
-            let [_, _, h, w] = x.dims();
-            let [_, _, kh, kw] = weight.dims();
-            let [_, _, oh, ow] = grad.dims();
-            let adjoint = adjoint_of_conv(&options, [h, w], [kh, kw], [oh, ow]);
-            grads.register::<B>(
-                node.id,
-                unwrap(B::convolve_transpose(grad.clone(), weight.clone(), adjoint)),
-            );
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(
-                node.id,
-                unwrap(B::convolve_weight_grad(x, weight, grad, options)),
-            );
-        }
+        let [x, weight] = ops.parents.each_ref().map(|p| p.as_ref().map(|n| n.id));
+        convolution_grads([x, weight], ops.state, &grad, grads, checkpointer);
     }
 }
 
@@ -87,32 +98,14 @@ impl<B: ConvBackend> Backward<B, 3> for ConvolutionWithBias {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
         let grad = wrap::<B>(grads.consume::<B>(&ops.node));
-        let (x_state, weight_state, options) = ops.state;
-        let x = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state));
-        let weight = wrap::<B>(checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state));
-        if let Some(node) = node_bias {
+        let [x, weight, bias] = ops.parents.each_ref().map(|p| p.as_ref().map(|n| n.id));
+        if let Some(id) = bias {
             let [_, c, _, _] = grad.dims();
             let sum = grad.clone().sum_dim(0).sum_dim(2).sum_dim(3).reshape([c]);
-            grads.register::<B>(node.id, unwrap(sum));
+            grads.register::<B>(id, unwrap(sum));
         }
-        if let Some(node) = node_x {
-            let [_, _, h, w] = x.dims();
-            let [_, _, kh, kw] = weight.dims();
-            let [_, _, oh, ow] = grad.dims();
-            let adjoint = adjoint_of_conv(&options, [h, w], [kh, kw], [oh, ow]);
-            grads.register::<B>(
-                node.id,
-                unwrap(B::convolve_transpose(grad.clone(), weight.clone(), adjoint)),
-            );
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(
-                node.id,
-                unwrap(B::convolve_weight_grad(x, weight, grad, options)),
-            );
-        }
+        convolution_grads([x, weight], ops.state, &grad, grads, checkpointer);
     }
 }
 

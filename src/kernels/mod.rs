@@ -61,33 +61,26 @@ impl ConvBackend for Flex {
         bias: Option<Tensor<Self, 1>>,
         options: ConvOptions<2>,
     ) -> Tensor<Self, 4> {
-        let square =
-            options.stride[0] == options.stride[1] && options.padding[0] == options.padding[1];
-        if !square || options.dilation != [1, 1] || options.groups != 1 || x.dtype() != DType::F32 {
+        let Some(geometry) = conv_geometry(&x, weight.dims(), &options) else {
             return module::conv2d(x, weight, bias, options);
-        }
-        let [batch, c_in, h, w] = x.dims();
-        let [c_out, _, kh, kw] = weight.dims();
-        let geometry = ConvGeometry {
-            batch,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride: options.stride[0],
-            padding: options.padding[0],
         };
         let (x, weight) = (contiguous(x), contiguous(weight));
         let bias = bias.map(contiguous);
         let out = cpu::conv2d(
-            x.storage::<f32>(),
-            weight.storage::<f32>(),
-            bias.as_ref().map(|b| b.storage::<f32>()),
+            x.storage(),
+            weight.storage(),
+            bias.as_ref().map(|b| b.storage()),
             geometry,
         );
-        from_vec(out, [batch, c_out, geometry.out_h(), geometry.out_w()])
+        from_vec(
+            out,
+            [
+                geometry.batch,
+                geometry.c_out,
+                geometry.out_h(),
+                geometry.out_w(),
+            ],
+        )
     }
 
     fn convolve_transpose(
@@ -95,30 +88,35 @@ impl ConvBackend for Flex {
         weight: Tensor<Self, 4>,
         options: ConvTransposeOptions<2>,
     ) -> Tensor<Self, 4> {
-        let square = options.stride[0] == options.stride[1]
-            && options.padding[0] == options.padding[1]
-            && options.padding_out[0] == options.padding_out[1];
-        if !square || options.dilation != [1, 1] || options.groups != 1 || z.dtype() != DType::F32 {
-            return module::conv_transpose2d(z, weight, None, options);
-        }
-        let [batch, c_in, h, w] = z.dims();
+        let square = options.padding_out[0] == options.padding_out[1];
+        let as_conv = ConvOptions::new(
+            options.stride,
+            options.padding,
+            options.dilation,
+            options.groups,
+        );
         let [_, c_out, kh, kw] = weight.dims();
+        let Some(conv) = conv_geometry(&z, [c_out, 0, kh, kw], &as_conv).filter(|_| square) else {
+            return module::conv_transpose2d(z, weight, None, options);
+        };
         let geometry = TransposeGeometry {
-            batch,
-            c_in,
-            h,
-            w,
+            batch: conv.batch,
+            c_in: conv.c_in,
+            h: conv.h,
+            w: conv.w,
             c_out,
             kh,
             kw,
-            stride: options.stride[0],
-            padding: options.padding[0],
+            stride: conv.stride,
+            padding: conv.padding,
             output_padding: options.padding_out[0],
         };
         let (z, weight) = (contiguous(z), contiguous(weight));
-        let out =
-            cpu::conv_transpose2d(z.storage::<f32>(), weight.storage::<f32>(), None, geometry);
-        from_vec(out, [batch, c_out, geometry.out_h(), geometry.out_w()])
+        let out = cpu::conv_transpose2d(z.storage(), weight.storage(), None, geometry);
+        from_vec(
+            out,
+            [geometry.batch, c_out, geometry.out_h(), geometry.out_w()],
+        )
     }
 
     fn convolve_weight_grad(
@@ -127,9 +125,8 @@ impl ConvBackend for Flex {
         grad: Tensor<Self, 4>,
         options: ConvOptions<2>,
     ) -> Tensor<Self, 4> {
-        let square =
-            options.stride[0] == options.stride[1] && options.padding[0] == options.padding[1];
-        if !square || options.dilation != [1, 1] || options.groups != 1 || x.dtype() != DType::F32 {
+        let shape = weight.dims();
+        let Some(geometry) = conv_geometry(&x, shape, &options) else {
             let primitive = <Flex as burn::tensor::ops::ModuleOps<Flex>>::conv2d_weight_backward(
                 x.into_primitive().tensor(),
                 weight.into_primitive().tensor(),
@@ -137,26 +134,38 @@ impl ConvBackend for Flex {
                 options,
             );
             return Tensor::from_primitive(TensorPrimitive::Float(primitive));
-        }
-        let [batch, c_in, h, w] = x.dims();
-        let shape = weight.dims();
-        let geometry = ConvGeometry {
-            batch,
-            c_in,
-            h,
-            w,
-            c_out: shape[0],
-            kh: shape[2],
-            kw: shape[3],
-            stride: options.stride[0],
-            padding: options.padding[0],
         };
         let (x, grad) = (contiguous(x), contiguous(grad));
         from_vec(
-            cpu::conv2d_weight_grad(x.storage::<f32>(), grad.storage::<f32>(), geometry),
+            cpu::conv2d_weight_grad(x.storage(), grad.storage(), geometry),
             shape,
         )
     }
+}
+
+/// The geometry our kernels handle (f32, one group, no dilation, square stride and padding), or
+/// `None` for burn's general kernels.
+fn conv_geometry(
+    x: &Tensor<Flex, 4>,
+    [c_out, _, kh, kw]: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Option<ConvGeometry> {
+    let square = options.stride[0] == options.stride[1] && options.padding[0] == options.padding[1];
+    if !square || options.dilation != [1, 1] || options.groups != 1 || x.dtype() != DType::F32 {
+        return None;
+    }
+    let [batch, c_in, h, w] = x.dims();
+    Some(ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride: options.stride[0],
+        padding: options.padding[0],
+    })
 }
 
 fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
