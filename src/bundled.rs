@@ -40,6 +40,16 @@ pub const BUNDLED_MODELS: &[BundledModel] = &[
         origin: "trained by robust-eval on 9000 CIFAR-10 images (README, Reference models)",
     },
     BundledModel {
+        model: "resnet18",
+        dataset: DatasetKind::Cifar10,
+        width: 0.25,
+        file: "models/cifar10-reference/resnet18-w025.bpk",
+        weights: Weights::Native(include_bytes!(
+            "../models/cifar10-reference/resnet18-w025.bpk"
+        )),
+        origin: "trained by robust-eval on 9000 CIFAR-10 images (README, Reference models)",
+    },
+    BundledModel {
         model: "resnet20",
         dataset: DatasetKind::Cifar10,
         width: 1.0,

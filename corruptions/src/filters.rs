@@ -82,19 +82,40 @@ fn correlate_symmetric(
             .flat_map(|y| (0..c).map(move |ch| y * w * c + ch))
             .collect()
     };
-    let mut line = vec![0.0; len];
-    for start in lines {
-        for (i, v) in line.iter_mut().enumerate() {
-            *v = data[start + i * stride];
-        }
-        for i in 0..len as isize {
-            let mut acc = line[i as usize] * center[0];
-            for j in -radius..0 {
-                let a = line[border.index(i + j, len)];
-                let b = line[border.index(i - j, len)];
-                acc += (a + b) * center[(-j) as usize];
+    if axis == 0 {
+        // Whole rows at a time (contiguous, vectorisable); each value sums in scipy's order.
+        let row_len = w * c;
+        for y in 0..h {
+            let acc = &mut out[y * row_len..(y + 1) * row_len];
+            for (a, v) in acc.iter_mut().zip(&data[y * row_len..(y + 1) * row_len]) {
+                *a = v * center[0];
             }
-            out[start + i as usize * stride] = acc;
+            for d in (1..=radius).rev() {
+                let above = border.index(y as isize - d, h) * row_len;
+                let below = border.index(y as isize + d, h) * row_len;
+                let k = center[d as usize];
+                for (x, a) in acc.iter_mut().enumerate() {
+                    *a += (data[above + x] + data[below + x]) * k;
+                }
+            }
+        }
+        return out;
+    }
+    // Each line is extended by the radius on both sides once (the border rule applied there), so
+    // the inner loop reads plain memory.
+    let r = radius as usize;
+    let mut extended = vec![0.0; len + 2 * r];
+    for start in lines {
+        for (k, v) in extended.iter_mut().enumerate() {
+            *v = data[start + border.index(k as isize - radius, len) * stride];
+        }
+        for i in 0..len {
+            let mid = i + r;
+            let mut acc = extended[mid] * center[0];
+            for d in (1..=r).rev() {
+                acc += (extended[mid - d] + extended[mid + d]) * center[d];
+            }
+            out[start + i * stride] = acc;
         }
     }
     out
@@ -160,17 +181,18 @@ pub fn filter2d_plane(
                 plane[sy * w + Border::Reflect101.index(x as isize - ax as isize, w)];
         }
     }
-    let taps: Vec<(usize, f64)> = (0..kh * kw)
+    let taps: Vec<(usize, usize, f64)> = (0..kh * kw)
         .filter(|&i| kernel[i] != 0.0)
-        .map(|i| ((i / kw) * pw + i % kw, kernel[i] as f64))
+        .map(|i| (i / kw, i % kw, kernel[i] as f64))
         .collect();
     let mut out = vec![0.0; h * w];
-    for y in 0..h {
-        for x in 0..w {
-            let base = y * pw + x;
-            out[y * w + x] = taps
-                .iter()
-                .fold(0.0, |acc, &(offset, k)| acc + k * padded[base + offset]);
+    // Tap by tap over whole rows (vectorisable); every pixel still sums its taps in order.
+    for (y, row) in out.chunks_mut(w).enumerate() {
+        for &(ky, kx, k) in &taps {
+            let source = &padded[(y + ky) * pw + kx..(y + ky) * pw + kx + w];
+            for (o, p) in row.iter_mut().zip(source) {
+                *o += k * p;
+            }
         }
     }
     out

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Side-by-side throughput of robust-eval and PyTorch on this machine, interleaved so that both see
+# the same machine load: bash tools/bench.sh eval|pgd|train [rounds] [n]
+set -euo pipefail
+what=${1:-eval}; rounds=${2:-3}; n=${3:-500}
+batch=100; [ "$what" = train ] && batch=128
+bin=${BIN:-target/release/robust-eval}
+for r in $(seq "$rounds"); do
+  "$bin" bench "$what" --n "$n" --batch-size "$batch" --repeat 1 --out-dir /tmp/robust-eval-bench | sed "s/^/round $r ours    /"
+  python3 tools/bench_pytorch.py "$what" --n "$n" --batch "$batch" | sed "s/^/round $r pytorch /"
+done
