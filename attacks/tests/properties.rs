@@ -105,7 +105,8 @@ fn perturbations_never_exceed_the_budget() {
     let x = batch(32);
     let g = goal(labels_of(&model, &x), None);
     let eps_linf = 4.0 / 255.0;
-    let attacks: Vec<(Box<dyn Fn() -> Tensor<Inner, 4>>, f64, Norm)> = vec![
+    type AttackRun<'a> = Box<dyn Fn() -> Tensor<Inner, 4> + 'a>;
+    let attacks: Vec<(AttackRun, f64, Norm)> = vec![
         (
             Box::new(|| {
                 run(

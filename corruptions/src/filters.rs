@@ -60,65 +60,62 @@ fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
     weights.iter().map(|w| w / sum).collect()
 }
 
-/// One scipy `correlate1d` pass with a symmetric kernel along `axis` (0 = rows, 1 = columns)
-/// of an `[h][w][c]` array; the sum runs as scipy's symmetric branch does:
-/// `x₀·w₀ + Σ_{j=-r}^{-1} (x_j + x_{−j})·w_j`.
-fn correlate_symmetric(
-    data: &[f64],
-    dims: [usize; 3],
-    axis: usize,
-    kernel: &[f64],
-    border: Border,
-) -> Vec<f64> {
-    let [h, w, c] = dims;
+/// One scipy `correlate1d` pass with a symmetric kernel along the first axis of an `[h][rest]`
+/// array; each value sums as scipy's symmetric branch does:
+/// `x₀·w₀ + Σ_{j=-r}^{-1} (x_j + x_{−j})·w_j`. Whole rows at a time, so the loop vectorises.
+fn correlate_rows(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec<f64> {
+    let row_len = data.len() / h;
     let radius = (kernel.len() / 2) as isize;
     let center = &kernel[radius as usize..];
-    let (len, stride) = if axis == 0 { (h, w * c) } else { (w, c) };
     let mut out = vec![0.0; data.len()];
-    let lines: Vec<usize> = if axis == 0 {
-        (0..w * c).collect()
-    } else {
-        (0..h)
-            .flat_map(|y| (0..c).map(move |ch| y * w * c + ch))
-            .collect()
-    };
-    if axis == 0 {
-        // Whole rows at a time (contiguous, vectorisable); each value sums in scipy's order.
-        let row_len = w * c;
-        for y in 0..h {
-            let acc = &mut out[y * row_len..(y + 1) * row_len];
-            for (a, v) in acc.iter_mut().zip(&data[y * row_len..(y + 1) * row_len]) {
-                *a = v * center[0];
-            }
-            for d in (1..=radius).rev() {
-                let above = border.index(y as isize - d, h) * row_len;
-                let below = border.index(y as isize + d, h) * row_len;
-                let k = center[d as usize];
-                for (x, a) in acc.iter_mut().enumerate() {
-                    *a += (data[above + x] + data[below + x]) * k;
-                }
-            }
+    for (y, acc) in out.chunks_mut(row_len).enumerate() {
+        let own = &data[y * row_len..(y + 1) * row_len];
+        for (a, v) in acc.iter_mut().zip(own) {
+            *a = v * center[0];
         }
-        return out;
-    }
-    // Each line is extended by the radius on both sides once (the border rule applied there), so
-    // the inner loop reads plain memory.
-    let r = radius as usize;
-    let mut extended = vec![0.0; len + 2 * r];
-    for start in lines {
-        for (k, v) in extended.iter_mut().enumerate() {
-            *v = data[start + border.index(k as isize - radius, len) * stride];
-        }
-        for i in 0..len {
-            let mid = i + r;
-            let mut acc = extended[mid] * center[0];
-            for d in (1..=r).rev() {
-                acc += (extended[mid - d] + extended[mid + d]) * center[d];
+        for d in (1..=radius).rev() {
+            let above = border.index(y as isize - d, h) * row_len;
+            let below = border.index(y as isize + d, h) * row_len;
+            let k = center[d as usize];
+            let (above, below) = (
+                &data[above..above + row_len],
+                &data[below..below + row_len],
+            );
+            for ((a, u), b) in acc.iter_mut().zip(above).zip(below) {
+                *a += (u + b) * k;
             }
-            out[start + i * stride] = acc;
         }
     }
     out
+}
+
+/// `[h][w][c]` → `[w][h][c]`.
+fn transpose<T: Copy + Default>(data: &[T], [h, w, c]: [usize; 3]) -> Vec<T> {
+    let mut out = vec![T::default(); data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let (src, dst) = ((y * w + x) * c, (x * h + y) * c);
+            out[dst..dst + c].copy_from_slice(&data[src..src + c]);
+        }
+    }
+    out
+}
+
+/// scipy's two `correlate1d` passes (rows, then columns). The column pass runs on the
+/// transposed array, which changes no value: every output still sums its taps in scipy's order.
+fn correlate_both_axes(
+    data: &[f64],
+    [h, w, c]: [usize; 3],
+    kernel: &[f64],
+    border: Border,
+    between: impl Fn(f64) -> f64,
+) -> Vec<f64> {
+    let rows: Vec<f64> = correlate_rows(data, h, kernel, border)
+        .into_iter()
+        .map(between)
+        .collect();
+    let columns = correlate_rows(&transpose(&rows, [h, w, c]), w, kernel, border);
+    transpose(&columns, [w, h, c])
 }
 
 /// `scipy.ndimage.gaussian_filter` over the two spatial axes of `[h][w][c]` float64 data
@@ -134,8 +131,7 @@ pub fn gaussian_f64(
         return data.to_vec();
     }
     let kernel = gaussian_kernel(sigma, truncate);
-    let rows = correlate_symmetric(data, dims, 0, &kernel, border);
-    correlate_symmetric(&rows, dims, 1, &kernel, border)
+    correlate_both_axes(data, dims, &kernel, border, |v| v)
 }
 
 /// The same on float32 data: scipy accumulates in float64 and stores float32 after each axis.
@@ -151,11 +147,7 @@ pub fn gaussian_f32(
     }
     let kernel = gaussian_kernel(sigma, truncate);
     let as64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
-    let rows: Vec<f64> = correlate_symmetric(&as64, dims, 0, &kernel, border)
-        .into_iter()
-        .map(|v| v as f32 as f64)
-        .collect();
-    correlate_symmetric(&rows, dims, 1, &kernel, border)
+    correlate_both_axes(&as64, dims, &kernel, border, |v| v as f32 as f64)
         .into_iter()
         .map(|v| v as f32)
         .collect()
@@ -198,63 +190,55 @@ pub fn filter2d_plane(
     out
 }
 
-/// `scipy.ndimage.zoom(a, (z, z, 1), order=1)` of a square `[n][n][c]` array: output side
-/// `round(n·z)` (ties to even), sample positions `i·(n−1)/(out−1)`, linear interpolation.
-pub fn zoom_linear(data: &[f64], n: usize, c: usize, z: f64) -> (Vec<f64>, usize) {
-    let out_n = ((n as f64) * z).round_ties_even() as usize;
-    let scale = if out_n > 1 {
-        (n - 1) as f64 / (out_n - 1) as f64
-    } else {
-        1.0
-    };
-    let taps: Vec<(usize, usize, f64)> = (0..out_n)
-        .map(|i| {
-            let pos = i as f64 * scale;
-            let i0 = (pos.floor() as usize).min(n - 1);
-            let frac = pos - i0 as f64;
-            (i0, (i0 + 1).min(n - 1), frac)
-        })
-        .collect();
-    let mut out = vec![0.0; out_n * out_n * c];
-    for (oy, &(y0, y1, fy)) in taps.iter().enumerate() {
-        for (ox, &(x0, x1, fx)) in taps.iter().enumerate() {
-            for ch in 0..c {
-                let at = |y: usize, x: usize| data[(y * n + x) * c + ch];
-                let mut v = 0.0;
-                for (wy, y) in [(1.0 - fy, y0), (fy, y1)] {
-                    for (wx, x) in [(1.0 - fx, x0), (fx, x1)] {
-                        if wy * wx != 0.0 {
-                            v += wy * wx * at(y, x);
-                        }
-                    }
-                }
-                out[(oy * out_n + ox) * c + ch] = v;
+/// The reference's `clipped_zoom` of a square `[n][n][c]` array: centre crop of side ⌈n/z⌉,
+/// `scipy.ndimage.zoom(crop, (z, z, 1), order=1)` (output side `round(side·z)`, ties to even;
+/// sample positions `i·(side−1)/(out−1)`), centre trim back to n. Only the kept outputs are
+/// computed; each sums its four taps in scipy's order.
+pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
+    let taps = zoom_taps(n, z);
+    let row_len = n * c;
+    let mut out = vec![0.0; n * row_len];
+    for (row, &(y0, y1, fy)) in out.chunks_mut(row_len).zip(&taps) {
+        let (r0, r1) = (
+            &data[y0 * row_len..(y0 + 1) * row_len],
+            &data[y1 * row_len..(y1 + 1) * row_len],
+        );
+        for (pixel, &(x0, x1, fx)) in row.chunks_mut(c).zip(&taps) {
+            let w = [
+                (1.0 - fy) * (1.0 - fx),
+                (1.0 - fy) * fx,
+                fy * (1.0 - fx),
+                fy * fx,
+            ];
+            let (x0, x1) = (x0 * c, x1 * c);
+            for (ch, v) in pixel.iter_mut().enumerate() {
+                *v = w[0] * r0[x0 + ch] + w[1] * r0[x1 + ch] + w[2] * r1[x0 + ch] + w[3] * r1[x1 + ch];
             }
         }
     }
-    (out, out_n)
+    out
 }
 
-/// The reference's `clipped_zoom`: centre crop of ⌈n/z⌉, zoom by z, centre trim back to n.
-pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
-    let ch = (n as f64 / z).ceil() as usize;
-    let top = (n - ch) / 2;
-    let mut crop = Vec::with_capacity(ch * ch * c);
-    for y in top..top + ch {
-        crop.extend_from_slice(&data[(y * n + top) * c..(y * n + top + ch) * c]);
-    }
-    let (zoomed, zn) = zoom_linear(&crop, ch, c, z);
-    let trim = zn.saturating_sub(n) / 2;
-    let mut out = vec![0.0; n * n * c];
-    for y in 0..n {
-        for x in 0..n {
-            // Rows or columns missing when the zoom rounds below n stay at the nearest edge.
-            let (sy, sx) = ((y + trim).min(zn - 1), (x + trim).min(zn - 1));
-            out[(y * n + x) * c..(y * n + x + 1) * c]
-                .copy_from_slice(&zoomed[(sy * zn + sx) * c..(sy * zn + sx + 1) * c]);
-        }
-    }
-    out
+/// For each kept output index of [`clipped_zoom`] along one axis: the two source indices (in
+/// the uncropped array) and the weight of the second.
+fn zoom_taps(n: usize, z: f64) -> Vec<(usize, usize, f64)> {
+    let side = (n as f64 / z).ceil() as usize;
+    let top = (n - side) / 2;
+    let zoomed = ((side as f64) * z).round_ties_even() as usize;
+    let scale = if zoomed > 1 {
+        (side - 1) as f64 / (zoomed - 1) as f64
+    } else {
+        1.0
+    };
+    let trim = zoomed.saturating_sub(n) / 2;
+    (0..n)
+        .map(|i| {
+            // Outputs missing when the zoom rounds below n repeat the last one.
+            let pos = (i + trim).min(zoomed - 1) as f64 * scale;
+            let lo = (pos.floor() as usize).min(side - 1);
+            (top + lo, top + (lo + 1).min(side - 1), pos - lo as f64)
+        })
+        .collect()
 }
 
 /// Linear interpolation of an `[h][w][c]` array at (y, x) with scipy's 'reflect' rule.
