@@ -114,14 +114,13 @@ pub fn elastic(
     let dx = field(draws);
     let dy = field(draws);
     let mut out = Vec::with_capacity(x.len());
+    let mut pixel = [0.0; 3];
     for y in 0..h {
         for xx in 0..w {
             let i = y * w + xx;
             let (sy, sx) = (y as f64 + dy[i] as f64, xx as f64 + dx[i] as f64);
-            for c in 0..3 {
-                let v = sample_linear_reflect(&warped, h, w, 3, c, sy, sx) as f32;
-                out.push((v.clamp(0.0, 1.0) * 255.0) as f64);
-            }
+            sample_linear_reflect(&warped, [h, w, 3], sy, sx, &mut pixel);
+            out.extend(pixel.map(|v| ((v as f32).clamp(0.0, 1.0) * 255.0) as f64));
         }
     }
     RgbImage::from_scaled_f64(w, h, out)

@@ -1,6 +1,9 @@
 //! The image filters the reference generators call, with their border rules and arithmetic:
 //! scipy.ndimage (gaussian_filter, zoom, map_coordinates), OpenCV (filter2D, blur) and PIL
-//! (BOX resampling). Arrays are row-major `[h][w][c]` (interleaved channels).
+//! (BOX resampling). Arrays are row-major `[h][w][c]` (interleaved channels). The hot loops are
+//! compiled for several instruction sets and picked at run time; no sum changes its order.
+
+use multiversion::multiversion;
 
 /// How a filter reads outside the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +66,13 @@ fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
 /// One scipy `correlate1d` pass with a symmetric kernel along the first axis of an `[h][rest]`
 /// array; each value sums as scipy's symmetric branch does:
 /// `x₀·w₀ + Σ_{j=-r}^{-1} (x_j + x_{−j})·w_j`. Whole rows at a time, so the loop vectorises.
+#[multiversion(targets = "simd")]
 fn correlate_rows(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec<f64> {
     let row_len = data.len() / h;
     let radius = (kernel.len() / 2) as isize;
+    if radius as usize > h {
+        return correlate_rows_folded(data, h, kernel, border);
+    }
     let center = &kernel[radius as usize..];
     let mut out = vec![0.0; data.len()];
     for (y, acc) in out.chunks_mut(row_len).enumerate() {
@@ -77,12 +84,33 @@ fn correlate_rows(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec
             let above = border.index(y as isize - d, h) * row_len;
             let below = border.index(y as isize + d, h) * row_len;
             let k = center[d as usize];
-            let (above, below) = (
-                &data[above..above + row_len],
-                &data[below..below + row_len],
-            );
+            let (above, below) = (&data[above..above + row_len], &data[below..below + row_len]);
             for ((a, u), b) in acc.iter_mut().zip(above).zip(below) {
                 *a += (u + b) * k;
+            }
+        }
+    }
+    out
+}
+
+/// The same correlation when the kernel is longer than the line (elastic_transform's σ ≈ 171 on
+/// 224 pixels): the border rule maps every tap onto one of the `h` rows, so the kernel folds into
+/// an `h × h` matrix and each output sums `h` products instead of `2r + 1`. The sums run in
+/// another order than scipy's, which moves results by a few units in the last place.
+#[multiversion(targets = "simd")]
+fn correlate_rows_folded(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec<f64> {
+    let row_len = data.len() / h;
+    let radius = (kernel.len() / 2) as isize;
+    let mut out = vec![0.0; data.len()];
+    let mut weights = vec![0.0; h];
+    for (y, acc) in out.chunks_mut(row_len).enumerate() {
+        weights.iter_mut().for_each(|v| *v = 0.0);
+        for (k, &weight) in kernel.iter().enumerate() {
+            weights[border.index(y as isize + k as isize - radius, h)] += weight;
+        }
+        for (source, &weight) in data.chunks(row_len).zip(&weights) {
+            for (a, v) in acc.iter_mut().zip(source) {
+                *a += weight * v;
             }
         }
     }
@@ -154,6 +182,7 @@ pub fn gaussian_f32(
 }
 
 /// `cv2.filter2D` (correlation, REFLECT_101 border) of one float64 plane with a float32 kernel.
+#[multiversion(targets = "simd")]
 pub fn filter2d_plane(
     plane: &[f64],
     h: usize,
@@ -178,13 +207,28 @@ pub fn filter2d_plane(
         .map(|i| (i / kw, i % kw, kernel[i] as f64))
         .collect();
     let mut out = vec![0.0; h * w];
-    // Tap by tap over whole rows (vectorisable); every pixel still sums its taps in order.
+    // Tap by tap over blocks of a row held in registers (vectorisable); every pixel still sums
+    // its taps in order.
+    const BLOCK: usize = 16;
     for (y, row) in out.chunks_mut(w).enumerate() {
-        for &(ky, kx, k) in &taps {
-            let source = &padded[(y + ky) * pw + kx..(y + ky) * pw + kx + w];
-            for (o, p) in row.iter_mut().zip(source) {
-                *o += k * p;
+        for (b, block) in row.chunks_mut(BLOCK).enumerate() {
+            let mut acc = [0.0; BLOCK];
+            let n = block.len();
+            for &(ky, kx, k) in &taps {
+                let start = (y + ky) * pw + kx + b * BLOCK;
+                if n == BLOCK {
+                    // Fixed length: the accumulators stay in registers.
+                    let source: &[f64; BLOCK] = padded[start..start + BLOCK].try_into().unwrap();
+                    for (a, p) in acc.iter_mut().zip(source) {
+                        *a += k * p;
+                    }
+                } else {
+                    for (a, p) in acc[..n].iter_mut().zip(&padded[start..start + n]) {
+                        *a += k * p;
+                    }
+                }
             }
+            block.copy_from_slice(&acc[..n]);
         }
     }
     out
@@ -194,6 +238,7 @@ pub fn filter2d_plane(
 /// `scipy.ndimage.zoom(crop, (z, z, 1), order=1)` (output side `round(side·z)`, ties to even;
 /// sample positions `i·(side−1)/(out−1)`), centre trim back to n. Only the kept outputs are
 /// computed; each sums its four taps in scipy's order.
+#[multiversion(targets = "simd")]
 pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
     let taps = zoom_taps(n, z);
     let row_len = n * c;
@@ -212,7 +257,10 @@ pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
             ];
             let (x0, x1) = (x0 * c, x1 * c);
             for (ch, v) in pixel.iter_mut().enumerate() {
-                *v = w[0] * r0[x0 + ch] + w[1] * r0[x1 + ch] + w[2] * r1[x0 + ch] + w[3] * r1[x1 + ch];
+                *v = w[0] * r0[x0 + ch]
+                    + w[1] * r0[x1 + ch]
+                    + w[2] * r1[x0 + ch]
+                    + w[3] * r1[x1 + ch];
             }
         }
     }
@@ -241,31 +289,31 @@ fn zoom_taps(n: usize, z: f64) -> Vec<(usize, usize, f64)> {
         .collect()
 }
 
-/// Linear interpolation of an `[h][w][c]` array at (y, x) with scipy's 'reflect' rule.
-pub fn sample_linear_reflect(
-    data: &[f32],
-    h: usize,
-    w: usize,
-    c: usize,
-    ch: usize,
-    y: f64,
-    x: f64,
-) -> f64 {
+/// Linear interpolation of an `[h][w][c]` array at (y, x) with scipy's 'reflect' rule, all
+/// channels of the pixel at once (into `out`, one value per channel).
+pub fn sample_linear_reflect(data: &[f32], [h, w, c]: [usize; 3], y: f64, x: f64, out: &mut [f64]) {
     let (y0, fy) = (y.floor(), y - y.floor());
     let (x0, fx) = (x.floor(), x - x.floor());
     let (y0, x0) = (y0 as isize, x0 as isize);
-    let at = |yy: isize, xx: isize| {
-        let sy = Border::Reflect.index(yy, h);
-        let sx = Border::Reflect.index(xx, w);
-        data[(sy * w + sx) * c + ch] as f64
-    };
-    let mut v = 0.0;
-    for (wy, yy) in [(1.0 - fy, y0), (fy, y0 + 1)] {
-        for (wx, xx) in [(1.0 - fx, x0), (fx, x0 + 1)] {
-            v += wy * wx * at(yy, xx);
-        }
+    let rows = [
+        Border::Reflect.index(y0, h) * w,
+        Border::Reflect.index(y0 + 1, h) * w,
+    ];
+    let columns = [
+        Border::Reflect.index(x0, w),
+        Border::Reflect.index(x0 + 1, w),
+    ];
+    let corners = [
+        ((1.0 - fy) * (1.0 - fx), (rows[0] + columns[0]) * c),
+        ((1.0 - fy) * fx, (rows[0] + columns[1]) * c),
+        (fy * (1.0 - fx), (rows[1] + columns[0]) * c),
+        (fy * fx, (rows[1] + columns[1]) * c),
+    ];
+    for (ch, v) in out.iter_mut().enumerate() {
+        *v = corners.iter().fold(0.0, |acc, &(weight, at)| {
+            acc + weight * data[at + ch] as f64
+        });
     }
-    v
 }
 
 /// PIL's resampling filters.

@@ -21,19 +21,42 @@ pub fn shot(image: &RgbImage, photons: f64, draws: &mut dyn Draws) -> RgbImage {
     let out: Vec<f64> = image
         .as_bytes()
         .iter()
-        .map(|&v| {
-            let cdf = &tables[v as usize];
-            let u = draws.uniform();
-            let k = cdf.partition_point(|&c| c < u).min(cdf.len() - 1);
-            unit_to_scaled(k as f64 / photons)
-        })
+        .map(|&v| unit_to_scaled(tables[v as usize].sample(draws.uniform()) as f64 / photons))
         .collect();
     RgbImage::from_scaled_f64(image.width(), image.height(), out)
 }
 
+/// The CDF of one Poisson rate with a guide table (Chen & Asau): `guide[b]` is the first index
+/// whose CDF reaches b/GUIDE, so a lookup scans a step or two instead of bisecting.
+struct PoissonTable {
+    cdf: Vec<f64>,
+    guide: Vec<usize>,
+}
+
+impl PoissonTable {
+    const GUIDE: usize = 1024;
+
+    fn new(lambda: f64) -> Self {
+        let cdf = poisson_cdf(lambda);
+        let guide = (0..Self::GUIDE)
+            .map(|b| cdf.partition_point(|&c| c < b as f64 / Self::GUIDE as f64))
+            .collect();
+        Self { cdf, guide }
+    }
+
+    /// The first k with CDF(k) ≥ u (the last entry when the summation stopped short).
+    fn sample(&self, u: f64) -> usize {
+        let mut k = self.guide[((u * Self::GUIDE as f64) as usize).min(Self::GUIDE - 1)];
+        while k < self.cdf.len() && self.cdf[k] < u {
+            k += 1;
+        }
+        k.min(self.cdf.len() - 1)
+    }
+}
+
 /// CDF tables of Poisson(v/255 · photons), v = 0..=255, cached per photon count.
-fn poisson_tables(photons: f64) -> Arc<Vec<Vec<f64>>> {
-    type Tables = Arc<Vec<Vec<f64>>>;
+fn poisson_tables(photons: f64) -> Arc<Vec<PoissonTable>> {
+    type Tables = Arc<Vec<PoissonTable>>;
     static CACHE: OnceLock<Mutex<HashMap<u64, Tables>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = cache.lock().expect("cache poisoned");
@@ -41,7 +64,7 @@ fn poisson_tables(photons: f64) -> Arc<Vec<Vec<f64>>> {
         .or_insert_with(|| {
             Arc::new(
                 (0..=255u32)
-                    .map(|v| poisson_cdf(v as f64 / 255.0 * photons))
+                    .map(|v| PoissonTable::new(v as f64 / 255.0 * photons))
                     .collect(),
             )
         })
