@@ -41,9 +41,15 @@ class Stream:
         return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
     def normal(self, n):
-        u = self.uniform(2 * n)
+        pairs = (n + 1) // 2
+        u = self.uniform(2 * pairs)
         u1, u2 = u[0::2], u[1::2]
-        return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)
+        r = np.sqrt(-2.0 * np.log(1.0 - u1))
+        theta = 2 * np.pi * u2
+        z = np.empty(2 * pairs)
+        z[0::2] = r * np.cos(theta)
+        z[1::2] = r * np.sin(theta)
+        return z[:n]
 
 
 STREAM = Stream(0)

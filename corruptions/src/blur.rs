@@ -58,11 +58,16 @@ pub fn glass(
     let (w, h) = (image.width(), image.height());
     let first = gaussian_f64(&image.unit_f64(), [h, w, 3], sigma, 4.0, Border::Nearest);
     let mut pixels: Vec<u8> = first.iter().map(|v| truncate_u8(v * 255.0)).collect();
+    let (rows, columns) = (delta + 1..=h as i64 - delta, delta + 1..=w as i64 - delta);
+    let visits = rows.clone().count() * columns.clone().count();
     for _ in 0..iterations {
-        for y in (delta + 1..=h as i64 - delta).rev() {
-            for x in (delta + 1..=w as i64 - delta).rev() {
-                let dx = draws.integer(-delta, delta);
-                let dy = draws.integer(-delta, delta);
+        // (dx, dy) per visited pixel, drawn in visiting order.
+        let shifts = draws.integers(-delta, delta, 2 * visits);
+        let mut next = 0;
+        for y in rows.clone().rev() {
+            for x in columns.clone().rev() {
+                let (dx, dy) = (shifts[next], shifts[next + 1]);
+                next += 2;
                 let (sy, sx) = ((y + dy) as usize, (x + dx) as usize);
                 let (src, dst) = ((sy * w + sx) * 3, (y as usize * w + x as usize) * 3);
                 for c in 0..3 {

@@ -18,21 +18,38 @@ pub trait Draws {
             .collect()
     }
 
-    /// `n` normal values `loc + scale·z`, z from Box–Muller on two uniforms (cosine branch).
+    /// `n` normal values `loc + scale·z`, z from Box–Muller: uniforms 2i and 2i+1 give
+    /// r = √(−2 ln(1 − u₁)) and θ = 2π·u₂, and with them z₂ᵢ = r·cos θ and z₂ᵢ₊₁ = r·sin θ
+    /// (an odd `n` still draws the whole last pair).
     fn normal(&mut self, loc: f64, scale: f64, n: usize) -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                let u1 = self.uniform();
-                let u2 = self.uniform();
-                let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                loc + scale * z
-            })
-            .collect()
+        let mut values = Vec::with_capacity(n + 1);
+        for _ in 0..n.div_ceil(2) {
+            let u1 = self.uniform();
+            let u2 = self.uniform();
+            let r = (-2.0 * (1.0 - u1).ln()).sqrt();
+            let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+            values.push(loc + scale * (r * cos));
+            values.push(loc + scale * (r * sin));
+        }
+        values.truncate(n);
+        values
+    }
+
+    /// The next `n` uniforms in [0, 1), in one call (no dynamic dispatch per value).
+    fn uniforms(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.uniform()).collect()
     }
 
     /// An integer uniform in [low, high): `low + ⌊u·(high − low)⌋`.
     fn integer(&mut self, low: i64, high: i64) -> i64 {
-        low + (self.uniform() * (high - low) as f64).floor() as i64
+        integer_from(self.uniform(), low, high)
+    }
+
+    /// `n` integers as [`Draws::integer`] draws them, in one call.
+    fn integers(&mut self, low: i64, high: i64, n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|_| integer_from(self.uniform(), low, high))
+            .collect()
     }
 
     /// Poisson(λ) by inverse-CDF summation from one uniform.
@@ -51,6 +68,11 @@ pub trait Draws {
         }
         k as f64
     }
+}
+
+/// The integer in [low, high) that the uniform `u` stands for.
+fn integer_from(u: f64, low: i64, high: i64) -> i64 {
+    low + (u * (high - low) as f64).floor() as i64
 }
 
 /// A counter-based stream: draw k is `mix(seed + (k+1)·φ)`, φ = 0x9E3779B97F4A7C15.

@@ -18,10 +18,12 @@ pub fn gaussian(image: &RgbImage, sigma: f64, draws: &mut dyn Draws) -> RgbImage
 /// the same summation as [`Draws::poisson`], so a lookup returns exactly what the summation would.
 pub fn shot(image: &RgbImage, photons: f64, draws: &mut dyn Draws) -> RgbImage {
     let tables = poisson_tables(photons);
+    let uniforms = draws.uniforms(image.as_bytes().len());
     let out: Vec<f64> = image
         .as_bytes()
         .iter()
-        .map(|&v| unit_to_scaled(tables[v as usize].sample(draws.uniform()) as f64 / photons))
+        .zip(uniforms)
+        .map(|(&v, u)| unit_to_scaled(tables[v as usize].sample(u) as f64 / photons))
         .collect();
     RgbImage::from_scaled_f64(image.width(), image.height(), out)
 }
@@ -92,8 +94,12 @@ fn poisson_cdf(lambda: f64) -> Vec<f64> {
 /// probability `amount` (u ≤ amount), then salted (1) if a second uniform ≤ 0.5, else peppered (0).
 pub fn impulse(image: &RgbImage, amount: f64, draws: &mut dyn Draws) -> RgbImage {
     let x = image.unit_f64();
-    let flipped: Vec<bool> = (0..x.len()).map(|_| draws.uniform() <= amount).collect();
-    let salted: Vec<bool> = (0..x.len()).map(|_| draws.uniform() <= 0.5).collect();
+    let flipped: Vec<bool> = draws
+        .uniforms(x.len())
+        .iter()
+        .map(|&u| u <= amount)
+        .collect();
+    let salted: Vec<bool> = draws.uniforms(x.len()).iter().map(|&u| u <= 0.5).collect();
     let out = x.iter().enumerate().map(|(i, &v)| {
         let value = match (flipped[i], salted[i]) {
             (true, true) => 1.0,
