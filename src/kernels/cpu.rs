@@ -220,6 +220,21 @@ pub struct TransposeGeometry {
 }
 
 impl TransposeGeometry {
+    /// The stride-1 convolution over z that computes the same output.
+    fn as_full_convolution(&self) -> ConvGeometry {
+        ConvGeometry {
+            batch: self.batch,
+            c_in: self.c_in,
+            h: self.h,
+            w: self.w,
+            c_out: self.c_out,
+            kh: self.kh,
+            kw: self.kw,
+            stride: 1,
+            padding: self.kh - 1 - self.padding,
+        }
+    }
+
     pub fn out_h(&self) -> usize {
         (self.h - 1) * self.stride + self.kh + self.output_padding - 2 * self.padding
     }
@@ -228,13 +243,39 @@ impl TransposeGeometry {
     }
 }
 
-/// `conv_transpose2d(z, weight)`: one GEMM to columns, then a scatter-add (col2im) per image.
+/// At stride 1 a transposed convolution is a convolution with the kernel flipped and its two
+/// channel axes swapped, padded by `k − 1 − p`: im2row + GEMM, no scatter-add.
+fn flipped_transposed(weight: &[f32], g: TransposeGeometry) -> Vec<f32> {
+    let taps = g.kh * g.kw;
+    let mut out = vec![0f32; weight.len()];
+    for ci in 0..g.c_in {
+        for co in 0..g.c_out {
+            let src = &weight[(ci * g.c_out + co) * taps..(ci * g.c_out + co + 1) * taps];
+            let dst = &mut out[(co * g.c_in + ci) * taps..(co * g.c_in + ci + 1) * taps];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    out
+}
+
+/// `conv_transpose2d(z, weight)`: one GEMM to columns, then a scatter-add (col2im) per image
+/// (at stride 1: the equivalent direct convolution).
 pub fn conv_transpose2d(
     z: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     g: TransposeGeometry,
 ) -> Vec<f32> {
+    if g.stride == 1 && g.output_padding == 0 && g.kh == g.kw && g.padding < g.kh {
+        return conv2d(
+            z,
+            &flipped_transposed(weight, g),
+            bias,
+            g.as_full_convolution(),
+        );
+    }
     let (oh, ow) = (g.out_h(), g.out_w());
     let plane_in = g.h * g.w;
     let depth = g.c_out * g.kh * g.kw;
