@@ -1,7 +1,7 @@
 //! Blur corruptions.
 
 use crate::draws::Draws;
-use crate::filters::{clipped_zoom, filter2d_plane, gaussian_f64, Border};
+use crate::filters::{add_clipped_zoom_rgb, filter2d_plane, gaussian_f64, Border};
 use crate::image::{truncate_u8, unit_to_scaled, RgbImage};
 use crate::opencv::{gaussian_blur_cv, motion_blur_im};
 
@@ -96,10 +96,7 @@ pub fn zoom(image: &RgbImage, factors: Vec<f64>) -> RgbImage {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let mut acc = vec![0f32; x.len()];
     for z in &factors {
-        let zoomed = clipped_zoom(&x64, w.min(h), 3, *z);
-        for (a, v) in acc.iter_mut().zip(zoomed) {
-            *a += v as f32;
-        }
+        add_clipped_zoom_rgb(&x64, w.min(h), *z, &mut acc);
     }
     let count = (factors.len() + 1) as f32;
     let out = x

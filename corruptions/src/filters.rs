@@ -234,37 +234,56 @@ pub fn filter2d_plane(
     out
 }
 
-/// The reference's `clipped_zoom` of a square `[n][n][c]` array: centre crop of side ⌈n/z⌉,
-/// `scipy.ndimage.zoom(crop, (z, z, 1), order=1)` (output side `round(side·z)`, ties to even;
-/// sample positions `i·(side−1)/(out−1)`), centre trim back to n. Only the kept outputs are
-/// computed; each sums its four taps in scipy's order.
+/// The reference's `clipped_zoom` of a square `[n][n]` single-channel array: centre crop of side
+/// ⌈n/z⌉, `scipy.ndimage.zoom(crop, z, order=1)` (output side `round(side·z)`, ties to even;
+/// sample positions `i·(side−1)/(out−1)`), centre trim back to n.
 #[multiversion(targets = "simd")]
-pub fn clipped_zoom(data: &[f64], n: usize, c: usize, z: f64) -> Vec<f64> {
+pub fn clipped_zoom(data: &[f64], n: usize, z: f64) -> Vec<f64> {
+    let mut out = vec![0.0; n * n];
+    for_each_zoomed::<1>(data, n, z, |i, [v]| out[i] = v);
+    out
+}
+
+/// `acc += float32(clipped_zoom(rgb, z))` for a square `[n][n][3]` array (zoom_blur's running sum).
+#[multiversion(targets = "simd")]
+pub fn add_clipped_zoom_rgb(data: &[f64], n: usize, z: f64, acc: &mut [f32]) {
+    for_each_zoomed::<3>(data, n, z, |i, v| {
+        for (a, v) in acc[3 * i..3 * i + 3].iter_mut().zip(v) {
+            *a += v as f32;
+        }
+    });
+}
+
+/// Calls `visit(pixel index, values)` for every kept output of the clipped zoom of an `[n][n][C]`
+/// array. Only the kept outputs are computed; each sums its four taps in scipy's order.
+#[inline(always)]
+fn for_each_zoomed<const C: usize>(
+    data: &[f64],
+    n: usize,
+    z: f64,
+    mut visit: impl FnMut(usize, [f64; C]),
+) {
     let taps = zoom_taps(n, z);
-    let row_len = n * c;
-    let mut out = vec![0.0; n * row_len];
-    for (row, &(y0, y1, fy)) in out.chunks_mut(row_len).zip(&taps) {
+    let row_len = n * C;
+    for (y, &(y0, y1, fy)) in taps.iter().enumerate() {
         let (r0, r1) = (
             &data[y0 * row_len..(y0 + 1) * row_len],
             &data[y1 * row_len..(y1 + 1) * row_len],
         );
-        for (pixel, &(x0, x1, fx)) in row.chunks_mut(c).zip(&taps) {
+        for (x, &(x0, x1, fx)) in taps.iter().enumerate() {
             let w = [
                 (1.0 - fy) * (1.0 - fx),
                 (1.0 - fy) * fx,
                 fy * (1.0 - fx),
                 fy * fx,
             ];
-            let (x0, x1) = (x0 * c, x1 * c);
-            for (ch, v) in pixel.iter_mut().enumerate() {
-                *v = w[0] * r0[x0 + ch]
-                    + w[1] * r0[x1 + ch]
-                    + w[2] * r1[x0 + ch]
-                    + w[3] * r1[x1 + ch];
-            }
+            let (a, b) = (&r0[x0 * C..x0 * C + C], &r0[x1 * C..x1 * C + C]);
+            let (c, d) = (&r1[x0 * C..x0 * C + C], &r1[x1 * C..x1 * C + C]);
+            let values: [f64; C] =
+                std::array::from_fn(|ch| w[0] * a[ch] + w[1] * b[ch] + w[2] * c[ch] + w[3] * d[ch]);
+            visit(y * n + x, values);
         }
     }
-    out
 }
 
 /// For each kept output index of [`clipped_zoom`] along one axis: the two source indices (in

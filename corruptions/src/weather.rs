@@ -21,7 +21,7 @@ pub fn snow(
     let n = w.min(h);
     let x = image.unit_f32();
     let layer = draws.normal(loc, scale, h * w);
-    let mut layer = clipped_zoom(&layer, n, 1, zoom);
+    let mut layer = clipped_zoom(&layer, n, zoom);
     layer
         .iter_mut()
         .filter(|v| **v < threshold)
