@@ -12,9 +12,9 @@ use crate::adversarial::{
     attack_dataset, parse_norm, AttackBackend, AttackRequest, AttackSummary, Budget, FrozenNetwork,
     SampleRecord, Targeting,
 };
-use crate::cli::common::{model_settings, DataArgs, ModelArgs, RunArgs};
+use crate::cli::common::{model_settings, settings_with_run_context, DataArgs, ModelArgs, RunArgs};
 use crate::data::Dataset;
-use crate::device::{backend_name, dispatch, DeviceChoice, Job};
+use crate::device::{dispatch, DeviceChoice, Job};
 use crate::error::{Error, Result};
 use crate::kernels::ConvBackend;
 use crate::report::{self, progress_bar, Journal};
@@ -460,11 +460,7 @@ impl AttackJob<'_> {
         weights: &str,
     ) -> Result<()> {
         let out = &self.args.run.out_dir;
-        let mut full = settings.clone();
-        full["batch_size"] = json!(self.args.data.batch_size);
-        full["device"] = json!(self.device.to_string());
-        full["backend"] = json!(backend_name(self.device));
-        full["versions"] = report::versions();
+        let full = settings_with_run_context(settings, self.args.data.batch_size, self.device);
         let alpha_text = |eps: &Budget| {
             self.spec
                 .alpha_for(eps, self.norm)

@@ -11,7 +11,7 @@ use crate::bundled;
 use crate::checkpoint::{self, Format};
 use crate::csc::Solver;
 use crate::data::{self, DataSource, Dataset, DatasetKind, Split};
-use crate::device::DeviceChoice;
+use crate::device::{backend_name, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::models::{Domain, LambdaTarget, ModelSpec, Network};
 
@@ -263,4 +263,19 @@ pub fn model_settings<B: ConvBackend>(loaded: &LoadedModel<B>) -> Value {
         "width": spec.width,
         "csc": if spec.arch.has_csc() { json!(spec.csc) } else { Value::Null },
     })
+}
+
+/// A command's settings as its JSON report carries them: plus batch size, device, backend and
+/// the versions of the tool and its libraries.
+pub fn settings_with_run_context(
+    settings: &Value,
+    batch_size: usize,
+    device: DeviceChoice,
+) -> Value {
+    let mut full = settings.clone();
+    full["batch_size"] = json!(batch_size);
+    full["device"] = json!(device.to_string());
+    full["backend"] = json!(backend_name(device));
+    full["versions"] = crate::report::versions();
+    full
 }

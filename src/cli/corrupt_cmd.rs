@@ -11,10 +11,10 @@ use corruptions::{Corruption, Preset};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::common::{model_settings, DataArgs, ModelArgs, RunArgs};
+use crate::cli::common::{model_settings, settings_with_run_context, DataArgs, ModelArgs, RunArgs};
 use crate::corrupted::{premade_imagenet, CorruptedSet, Exporter, PremadeCifar};
 use crate::data::{Batch, Dataset, DatasetKind};
-use crate::device::{backend_name, dispatch, DeviceChoice, Job};
+use crate::device::{dispatch, DeviceChoice, Job};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, predictions_from_logits, Accuracy, EvalRequest, Prediction};
 use crate::kernels::ConvBackend;
@@ -345,11 +345,7 @@ impl CorruptJob<'_> {
         report: &CorruptionReport,
     ) -> Result<()> {
         let out = &self.args.run.out_dir;
-        let mut full = settings.clone();
-        full["batch_size"] = json!(self.args.data.batch_size);
-        full["device"] = json!(self.device.to_string());
-        full["backend"] = json!(backend_name(self.device));
-        full["versions"] = report::versions();
+        let full = settings_with_run_context(settings, self.args.data.batch_size, self.device);
         report::write_json(
             &out.join(format!("{name}.json")),
             &json!({"settings": full, "results": report}),

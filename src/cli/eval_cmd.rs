@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::common::{model_settings, DataArgs, ModelArgs, RunArgs};
+use crate::cli::common::{model_settings, settings_with_run_context, DataArgs, ModelArgs, RunArgs};
 use crate::data::Dataset;
 use crate::device::{backend_name, dispatch, DeviceChoice, Job};
 use crate::error::{Error, Result};
@@ -138,13 +138,9 @@ impl Job for EvalJob<'_> {
             "images_per_second": images_per_second,
             "resumed_samples": finished.len(),
         });
-        let mut full = settings.clone();
+        let mut full = settings_with_run_context(&settings, args.data.batch_size, self.device);
         full["data"]["n"] = json!(accuracy.n);
         full["data"]["source"] = json!(self.dataset.source());
-        full["batch_size"] = json!(args.data.batch_size);
-        full["device"] = json!(self.device.to_string());
-        full["backend"] = json!(backend_name(self.device));
-        full["versions"] = report::versions();
         let json_path = out.join(format!("{name}.json"));
         report::write_json(&json_path, &json!({ "settings": full, "results": results }))?;
         let csv_path = out.join(format!("{name}.csv"));
