@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
 
 use crate::data::folder::{ImageFolder, Preprocess};
-use crate::data::Dataset;
+use crate::data::{CifarSet, Dataset};
 use crate::error::{Error, Result};
 use crate::report::NpyWriter;
 
@@ -81,92 +81,59 @@ impl Dataset for CorruptedSet<'_> {
 
 /// One severity block of a pre-made CIFAR-10-C / CIFAR-100-C file: `<corruption>.npy`
 /// (uint8 [5·N, 32, 32, 3], severity 1 first) with `labels.npy`.
-pub struct PremadeCifar {
-    pixels: Vec<u8>,
-    labels: Vec<usize>,
+pub fn premade_cifar(
+    dir: &Path,
+    corruption: Corruption,
+    severity: u8,
     num_classes: usize,
-    source: String,
-}
-
-impl PremadeCifar {
-    pub fn open(
-        dir: &Path,
-        corruption: Corruption,
-        severity: u8,
-        num_classes: usize,
-        limit: Option<usize>,
-    ) -> Result<Self> {
-        let path = dir.join(format!("{corruption}.npy"));
-        let (shape, pixels) = read_npy_u8(&path)?;
-        if shape.len() != 4 || shape[1..] != [32, 32, 3] || shape[0] % 5 != 0 {
-            return Err(Error::file(
-                &path,
-                format!("expected uint8 [5·N, 32, 32, 3], found shape {shape:?}"),
-            ));
-        }
-        let rows = shape[0] as usize;
-        let labels_path = dir.join("labels.npy");
-        let (label_shape, labels) = read_npy_u8(&labels_path)?;
-        if label_shape != [rows as u64] {
-            return Err(Error::file(
-                &labels_path,
-                format!(
-                    "{} labels for {rows} images in {}",
-                    label_shape.first().unwrap_or(&0),
-                    path.display()
-                ),
-            ));
-        }
-        let n = rows / 5;
-        let keep = limit.unwrap_or(n).min(n);
-        let start = (severity as usize - 1) * n;
-        let mut planes = Vec::with_capacity(keep * 3072);
-        for i in start..start + keep {
-            let image = RgbImage::new(32, 32, pixels[i * 3072..(i + 1) * 3072].to_vec())
-                .expect("3072 bytes");
-            planes.extend(image.to_planes());
-        }
-        let labels: Vec<usize> = labels[start..start + keep]
-            .iter()
-            .map(|&l| l as usize)
-            .collect();
-        if let Some(bad) = labels.iter().find(|&&l| l >= num_classes) {
-            return Err(Error::file(
-                &labels_path,
-                format!("label {bad} outside 0..{num_classes}"),
-            ));
-        }
-        Ok(Self {
-            pixels: planes,
-            labels,
-            num_classes,
-            source: format!("{} severity {severity}", path.display()),
-        })
+    limit: Option<usize>,
+) -> Result<CifarSet> {
+    let path = dir.join(format!("{corruption}.npy"));
+    let (shape, pixels) = read_npy_u8(&path)?;
+    if shape.len() != 4 || shape[1..] != [32, 32, 3] || shape[0] % 5 != 0 {
+        return Err(Error::file(
+            &path,
+            format!("expected uint8 [5·N, 32, 32, 3], found shape {shape:?}"),
+        ));
     }
-}
-
-impl Dataset for PremadeCifar {
-    fn len(&self) -> usize {
-        self.labels.len()
+    let rows = shape[0] as usize;
+    let labels_path = dir.join("labels.npy");
+    let (label_shape, labels) = read_npy_u8(&labels_path)?;
+    if label_shape != [rows as u64] {
+        return Err(Error::file(
+            &labels_path,
+            format!(
+                "{} labels for {rows} images in {}",
+                label_shape.first().unwrap_or(&0),
+                path.display()
+            ),
+        ));
     }
-    fn image_shape(&self) -> [usize; 3] {
-        [3, 32, 32]
+    let n = rows / 5;
+    let keep = limit.unwrap_or(n).min(n);
+    let start = (severity as usize - 1) * n;
+    let mut planes = Vec::with_capacity(keep * 3072);
+    for i in start..start + keep {
+        let image =
+            RgbImage::new(32, 32, pixels[i * 3072..(i + 1) * 3072].to_vec()).expect("3072 bytes");
+        planes.extend(image.to_planes());
     }
-    fn num_classes(&self) -> usize {
-        self.num_classes
+    let labels: Vec<usize> = labels[start..start + keep]
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    if let Some(bad) = labels.iter().find(|&&l| l >= num_classes) {
+        return Err(Error::file(
+            &labels_path,
+            format!("label {bad} outside 0..{num_classes}"),
+        ));
     }
-    fn label(&self, index: usize) -> usize {
-        self.labels[index]
-    }
-    fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>> {
-        Ok(indices
-            .iter()
-            .flat_map(|&i| self.pixels[i * 3072..(i + 1) * 3072].iter().copied())
-            .collect())
-    }
-    fn source(&self) -> String {
-        self.source.clone()
-    }
+    Ok(CifarSet::from_planes(
+        planes,
+        labels,
+        num_classes,
+        format!("{} severity {severity}", path.display()),
+    ))
 }
 
 /// An ImageNet-C folder `<dir>/<corruption>/<severity>/<wnid>/<file>` (224×224, used as stored).

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::common::{model_settings, settings_with_run_context, DataArgs, ModelArgs, RunArgs};
-use crate::corrupted::{premade_imagenet, CorruptedSet, Exporter, PremadeCifar};
+use crate::corrupted::{premade_cifar, premade_imagenet, CorruptedSet, Exporter};
 use crate::data::{Batch, Dataset, DatasetKind};
 use crate::device::{dispatch, DeviceChoice, Job};
 use crate::error::{Error, Result};
@@ -328,7 +328,7 @@ impl CorruptJob<'_> {
     fn premade(&self, dir: &std::path::Path, c: Corruption, s: u8) -> Result<Box<dyn Dataset>> {
         Ok(match self.kind {
             DatasetKind::Imagenet => Box::new(premade_imagenet(dir, c, s)?),
-            kind => Box::new(PremadeCifar::open(
+            kind => Box::new(premade_cifar(
                 dir,
                 c,
                 s,

@@ -18,6 +18,22 @@ pub struct CifarSet {
 }
 
 impl CifarSet {
+    /// A set from decoded images (CHW planes, 3072 bytes each) and their labels.
+    pub fn from_planes(
+        pixels: Vec<u8>,
+        labels: Vec<usize>,
+        num_classes: usize,
+        source: String,
+    ) -> Self {
+        debug_assert_eq!(pixels.len(), labels.len() * PIXELS);
+        Self {
+            pixels,
+            labels,
+            num_classes,
+            source,
+        }
+    }
+
     /// Reads a single `.bin` file or the standard files of a directory
     /// (`data_batch_1..5.bin` / `test_batch.bin` for CIFAR-10, `train.bin` / `test.bin` for CIFAR-100).
     pub fn open(path: &Path, kind: DatasetKind, split: Split) -> Result<Self> {

@@ -143,6 +143,17 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
     out
 }
 
+/// [count, c, plane] (NCHW) → [c, count·plane] (images side by side), every element written.
+fn gather_images(images: &[f32], dst: &mut Vec<f32>, channels: usize, plane: usize) {
+    let width = images.len() / channels;
+    dst.resize(channels * width, 0.0);
+    for (i, image) in images.chunks(channels * plane).enumerate() {
+        for (c, src) in image.chunks(plane).enumerate() {
+            dst[c * width + i * plane..c * width + (i + 1) * plane].copy_from_slice(src);
+        }
+    }
+}
+
 /// [c, count·plane] (images side by side) → [count, c, plane] (NCHW).
 fn scatter_images(product: &[f32], dst: &mut [f32], channels: usize, plane: usize, count: usize) {
     let width = count * plane;
@@ -294,14 +305,7 @@ pub fn conv_transpose2d(
                 let rhs: &[f32] = if count == 1 {
                     codes
                 } else {
-                    // [count, c_in, plane] → [c_in, count·plane], every element written.
-                    gathered.resize(g.c_in * width, 0.0);
-                    for (i, code) in codes.chunks(image_in).enumerate() {
-                        for (c, src) in code.chunks(plane_in).enumerate() {
-                            gathered[c * width + i * plane_in..c * width + (i + 1) * plane_in]
-                                .copy_from_slice(src);
-                        }
-                    }
+                    gather_images(codes, gathered, g.c_in, plane_in);
                     gathered
                 };
                 // Fully written by the GEMM: no need to clear.
@@ -404,13 +408,7 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
             let lhs: &[f32] = if count == 1 {
                 grads
             } else {
-                gathered.resize(g.c_out * width, 0.0);
-                for (i, image) in grads.chunks(image_out).enumerate() {
-                    for (c, src) in image.chunks(plane).enumerate() {
-                        gathered[c * width + i * plane..c * width + (i + 1) * plane]
-                            .copy_from_slice(src);
-                    }
-                }
+                gather_images(grads, &mut gathered, g.c_out, plane);
                 &gathered
             };
             let mut partial = vec![0f32; g.c_out * depth];
