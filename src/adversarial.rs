@@ -8,11 +8,9 @@ use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
-use indicatif::ProgressBar;
 
-use crate::data::{Batch, Dataset};
+use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::eval::for_each_batch;
 use crate::kernels::ConvBackend;
 use crate::models::Network;
 
@@ -227,112 +225,98 @@ impl SampleRecord {
     }
 }
 
-/// What one batch produced, for journaling and export.
-pub struct BatchResult {
+/// What attacking one batch produced.
+pub struct AttackedBatch {
     pub records: Vec<SampleRecord>,
+    /// Per sample: attacked, with an input gradient exactly zero at the first step.
+    pub zero_gradient: Vec<bool>,
     /// Adversarial pixels of the batch, NCHW.
     pub adversarial: Vec<f32>,
-    pub zero_gradients: usize,
-    pub attacked: usize,
 }
 
-/// Settings of one attack pass over a data set.
-pub struct AttackRequest<'a> {
-    pub dataset: &'a dyn Dataset,
-    pub indices: &'a [usize],
-    pub batch_size: usize,
+/// How the samples of a batch are attacked.
+#[derive(Clone, Copy, Debug)]
+pub struct AttackDriver {
     pub restarts: usize,
     pub targeting: Targeting,
+    /// Random starts and targets are drawn from (seed, image index).
     pub seed: u64,
-    pub progress: &'a ProgressBar,
 }
 
-/// Runs `attack` on the requested images, handing each batch's result to `on_batch`.
-pub fn attack_dataset<B, A>(
+/// Attacks one batch: targets, restarts keeping the per-sample worst case, and the budget check.
+pub fn attack_batch<B, A>(
     attack: &A,
     model: &FrozenNetwork<B>,
-    request: AttackRequest<'_>,
+    batch: &Batch,
+    driver: AttackDriver,
     device: &B::Device,
-    mut on_batch: impl FnMut(BatchResult) -> Result<()>,
-) -> Result<()>
+) -> Result<AttackedBatch>
 where
     B: ConvBackend + AutodiffBackend,
     A: Attack<B>,
 {
     let num_classes = model.network().spec().num_classes;
-    if let Targeting::Class(k) = request.targeting {
+    if let Targeting::Class(k) = driver.targeting {
         if k >= num_classes {
             return Err(Error::input(format!(
                 "target class {k} is outside 0..{num_classes}"
             )));
         }
     }
-    for_each_batch(
-        request.dataset,
-        request.indices,
-        request.batch_size,
-        |batch: Batch| {
-            let images = batch.images::<B::InnerBackend>(device);
-            let seeds: Vec<u64> = batch
-                .indices
-                .iter()
-                .map(|&i| sample_seed(request.seed, i))
-                .collect();
-            let clean_logits = (request.targeting == Targeting::LeastLikely).then(|| {
-                let logits = model.logits(Tensor::from_inner(images.clone())).inner();
-                logits
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .expect("f32")
-            });
-            let targets = targets_for(
-                request.targeting,
-                &batch.labels,
-                &seeds,
-                num_classes,
-                clean_logits.as_deref(),
-            );
-            let goal = Goal {
-                labels: batch.labels.clone(),
-                targets,
-                seeds,
-            };
-            let outcome = attacks::run(attack, model, images.clone(), &goal, request.restarts)
-                .map_err(|v| {
-                    Error::input(format!("attack produced an invalid perturbation: {v}"))
-                })?;
-            let (linf, l2) = attacks::perturbation_norms(&outcome.adversarial, &images);
-            let records = (0..batch.len())
-                .map(|i| SampleRecord {
-                    index: batch.indices[i],
-                    label: batch.labels[i],
-                    target: goal.targets.as_ref().map(|t| t[i]),
-                    clean_prediction: outcome.clean_predictions[i],
-                    adversarial_prediction: outcome.predictions[i],
-                    success: outcome.success[i],
-                    linf: linf[i],
-                    l2: l2[i],
-                    loss: outcome.loss[i],
-                    restarts: outcome.restarts_used[i],
-                })
-                .collect();
-            let adversarial = outcome
-                .adversarial
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32");
-            on_batch(BatchResult {
-                records,
-                adversarial,
-                zero_gradients: outcome.zero_gradients,
-                attacked: outcome.attacked,
-            })?;
-            request.progress.inc(batch.len() as u64);
-            Ok(())
-        },
-    )
+    let images = batch.images::<B::InnerBackend>(device);
+    let seeds: Vec<u64> = batch
+        .indices
+        .iter()
+        .map(|&i| sample_seed(driver.seed, i))
+        .collect();
+    let clean_logits = (driver.targeting == Targeting::LeastLikely).then(|| {
+        let logits = model.logits(Tensor::from_inner(images.clone())).inner();
+        logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32")
+    });
+    let targets = targets_for(
+        driver.targeting,
+        &batch.labels,
+        &seeds,
+        num_classes,
+        clean_logits.as_deref(),
+    );
+    let goal = Goal {
+        labels: batch.labels.clone(),
+        targets,
+        seeds,
+    };
+    let outcome = attacks::run(attack, model, images.clone(), &goal, driver.restarts)
+        .map_err(|v| Error::input(format!("attack produced an invalid perturbation: {v}")))?;
+    let (linf, l2) = attacks::perturbation_norms(&outcome.adversarial, &images);
+    let records = (0..batch.len())
+        .map(|i| SampleRecord {
+            index: batch.indices[i],
+            label: batch.labels[i],
+            target: goal.targets.as_ref().map(|t| t[i]),
+            clean_prediction: outcome.clean_predictions[i],
+            adversarial_prediction: outcome.predictions[i],
+            success: outcome.success[i],
+            linf: linf[i],
+            l2: l2[i],
+            loss: outcome.loss[i],
+            restarts: outcome.restarts_used[i],
+        })
+        .collect();
+    let adversarial = outcome
+        .adversarial
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32");
+    Ok(AttackedBatch {
+        records,
+        zero_gradient: outcome.zero_gradient,
+        adversarial,
+    })
 }
 
 /// Aggregates over the records of one ε.

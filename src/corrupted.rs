@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
 
 use crate::data::folder::{ImageFolder, Preprocess};
-use crate::data::{CifarSet, Dataset};
+use crate::data::{CifarSet, Dataset, DatasetKind};
 use crate::error::{Error, Result};
 use crate::report::NpyWriter;
 
@@ -238,4 +238,59 @@ impl Exporter {
         }
         Ok(())
     }
+}
+
+/// A pre-made set of one corruption and severity for a data set kind, at most `limit` images.
+pub fn premade_open(
+    kind: DatasetKind,
+    dir: &Path,
+    corruption: Corruption,
+    severity: u8,
+    limit: Option<usize>,
+) -> Result<Box<dyn Dataset>> {
+    match kind {
+        DatasetKind::Imagenet => {
+            let folder = premade_imagenet(dir, corruption, severity)?;
+            let set: Box<dyn Dataset> = Box::new(folder);
+            Ok(crate::data::limited(set, limit))
+        }
+        kind => Ok(Box::new(premade_cifar(
+            dir,
+            corruption,
+            severity,
+            kind.num_classes(),
+            limit,
+        )?)),
+    }
+}
+
+/// The image count of [`premade_open`]'s set, read from the file header or folder listing only.
+pub fn premade_len(
+    kind: DatasetKind,
+    dir: &Path,
+    corruption: Corruption,
+    severity: u8,
+    limit: Option<usize>,
+) -> Result<usize> {
+    let n = match kind {
+        DatasetKind::Imagenet => premade_imagenet(dir, corruption, severity)?.len(),
+        _ => {
+            let path = dir.join(format!("{corruption}.npy"));
+            let file = fs::File::open(&path).map_err(|e| Error::io(&path, "cannot read", e))?;
+            let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+                .map_err(|e| Error::file(&path, format!("not a .npy file: {e}")))?;
+            let rows = npy.shape().first().copied().unwrap_or(0) as usize;
+            if !rows.is_multiple_of(5) || rows == 0 {
+                return Err(Error::file(
+                    &path,
+                    format!(
+                        "expected uint8 [5·N, 32, 32, 3], found shape {:?}",
+                        npy.shape()
+                    ),
+                ));
+            }
+            rows / 5
+        }
+    };
+    Ok(limit.map_or(n, |l| l.min(n)))
 }

@@ -2,7 +2,9 @@
 //!
 //! Layout: [`csc`] (the sparse-coding layer), [`nn`] (PyTorch-layout layers), [`models`] (the zoo),
 //! [`data`] (CIFAR binaries, ImageNet folders), [`checkpoint`] (native format, PyTorch import),
-//! [`eval`] (the evaluation loop), [`report`] (CSV/JSON), [`device`] (backend selection).
+//! [`eval`] (clean predictions), [`adversarial`] and [`corrupted`] (attacked and corrupted images),
+//! [`evaluate`] (plans of cells and the one run loop), [`suite`] (benchmark suites, shards),
+//! [`report`] (CSV/JSON writers), [`device`] (backend selection), [`cli`] (the commands).
 
 pub mod adversarial;
 pub mod bundled;
@@ -14,10 +16,12 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod evaluate;
 pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod report;
+pub mod suite;
 pub mod train;
 
 pub use error::{Error, Result};

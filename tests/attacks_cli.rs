@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 
 use clap::Parser;
-use common::{read_npy, repo};
+use common::{cell_records, csv_rows, journals, read_npy, repo};
 use robust_eval::cli::attack_cmd::{self, EpsResult};
 use robust_eval::cli::{Cli, Command};
 use serde_json::Value;
@@ -37,14 +37,12 @@ fn robust_count(r: &EpsResult) -> usize {
     (r.summary.robust_accuracy * r.summary.n as f64).round() as usize
 }
 
-/// Per-sample `correct` column of a samples journal, for one ε.
-fn correct_column(path: &std::path::Path, eps: &str) -> Vec<(usize, bool)> {
-    let text = fs::read_to_string(path).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f[0] == eps)
-        .map(|f| (f[1].parse().unwrap(), f[11] == "1"))
+/// Per-sample `correct` column of a results directory's samples, for one ε.
+fn correct_column(dir: &std::path::Path, eps: &str) -> Vec<(usize, bool)> {
+    csv_rows(&dir.join("samples.csv"))
+        .iter()
+        .filter(|r| r["cell"].contains(&format!(",{eps})")))
+        .map(|r| (r["index"].parse().unwrap(), r["correct"] == "1"))
         .collect()
 }
 
@@ -73,13 +71,15 @@ fn fgsm_matches_the_pytorch_reference_exactly() {
     assert!((results[0].summary.clean_accuracy - 0.915).abs() < 1e-9);
     // Perturbations use the whole budget and never more.
     assert!((results[0].summary.max_linf - 8.0 / 255.0).abs() < 1e-6);
-    let json: Value = serde_json::from_str(
-        &fs::read_to_string(out.path().join("fgsm-resnet20-cifar10.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["settings"]["attack"]["eps"][0], "8/255");
+    // Each ε is a cell; ε is kept as written, and the attack's own settings beside it.
+    let records = cell_records(out.path());
+    let cell =
+        |eps: &str| -> &Value { records.iter().find(|r| r["columns"]["eps"] == eps).unwrap() };
+    assert_eq!(cell("8/255")["condition"]["eps"], "8/255");
     assert_eq!(
-        json["results"][1]["eps_value"].as_f64().unwrap(),
+        cell("2/255")["condition"]["attack"]["eps"]
+            .as_f64()
+            .unwrap(),
         2.0 / 255.0
     );
 }
@@ -124,7 +124,7 @@ fn pgd_known_answers_and_apgd_is_at_least_as_strong() {
         "apgd",
     ])
     .unwrap();
-    let pgd_same: usize = correct_column(&out.path().join("pgd20.samples.csv"), "1/255")
+    let pgd_same: usize = correct_column(&out.path().join("pgd20"), "1/255")
         .iter()
         .filter(|(i, ok)| *i < 300 && *ok)
         .count();
@@ -201,7 +201,7 @@ fn same_seed_same_numbers_and_float_export_reproduces_predictions() {
     attack(&first).unwrap();
     attack(&args("b", "7")).unwrap();
     attack(&args("c", "8")).unwrap();
-    let read = |n: &str| fs::read_to_string(out.path().join(format!("{n}.samples.csv"))).unwrap();
+    let read = |n: &str| fs::read_to_string(out.path().join(n).join("samples.csv")).unwrap();
     assert_eq!(read("a"), read("b"), "same seed, same per-sample results");
     assert_ne!(read("a"), read("c"), "another seed, another random start");
 
@@ -223,10 +223,9 @@ fn same_seed_same_numbers_and_float_export_reproduces_predictions() {
             .load::<common::B>(&device)
             .unwrap();
     let predictions = attacks::argmax(model.forward(images));
-    let recorded: Vec<usize> = read("a")
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+    let recorded: Vec<usize> = csv_rows(&out.path().join("a/samples.csv"))
+        .iter()
+        .map(|r| r["prediction"].parse().unwrap())
         .collect();
     assert_eq!(predictions, recorded);
 }
@@ -253,10 +252,11 @@ fn targeted_attacks_reach_random_targets() {
         "targeted success {}",
         results[0].summary.success_rate
     );
-    let text = fs::read_to_string(out.path().join("pgd-resnet20-cifar10.samples.csv")).unwrap();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        assert_ne!(f[2], f[3], "the target differs from the label");
+    for row in csv_rows(&out.path().join("samples.csv")) {
+        assert_ne!(
+            row["label"], row["target"],
+            "the target differs from the label"
+        );
     }
 }
 
@@ -264,25 +264,29 @@ fn targeted_attacks_reach_random_targets() {
 fn an_interrupted_attack_resumes() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    let full = attack(&["fgsm", "--eps", "4/255", "--limit", "80", "--out-dir", dir]).unwrap();
-    let path = out.path().join("fgsm-resnet20-cifar10.samples.csv");
-    let text = fs::read_to_string(&path).unwrap();
-    fs::write(
-        &path,
-        text.lines().take(31).collect::<Vec<_>>().join("\n") + "\n",
-    )
-    .unwrap();
-    let resumed = attack(&[
+    let args = [
         "fgsm",
         "--eps",
         "4/255",
         "--limit",
         "80",
+        "--batch-size",
+        "10",
         "--out-dir",
         dir,
-        "--resume",
-    ])
+    ];
+    let full = attack(&args).unwrap();
+    let path = &journals(out.path())[0];
+    let text = fs::read_to_string(path).unwrap();
+    fs::write(
+        path,
+        text.lines().take(31).collect::<Vec<_>>().join("\n") + "\n",
+    )
     .unwrap();
+    fs::write(path.with_extension("json"), "{}").unwrap(); // killed before the cell finished
+    let mut again = args.to_vec();
+    again.push("--resume");
+    let resumed = attack(&again).unwrap();
     assert_eq!(full[0].summary, resumed[0].summary);
 }
 
@@ -329,9 +333,8 @@ fn bad_attack_settings_get_clear_errors_and_warnings() {
         "w",
     ])
     .unwrap();
-    let json: Value =
-        serde_json::from_str(&fs::read_to_string(out.path().join("w.json")).unwrap()).unwrap();
-    assert!(json["warnings"][0]
+    let json = &cell_records(&out.path().join("w"))[0];
+    assert!(json["result"]["warnings"][0]
         .as_str()
         .unwrap()
         .contains("α = 2/255 exceeds ε = 1/255"));

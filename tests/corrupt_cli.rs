@@ -49,11 +49,11 @@ fn accuracy_falls_with_severity_on_real_images() {
         assert!(accs[4] < report.clean_accuracy.unwrap());
     }
     assert!(report.mce.is_none(), "no mCE without an AlexNet baseline");
-    let csv = fs::read_to_string(out.path().join("corrupt-resnet20-cifar10.csv")).unwrap();
+    let cells = fs::read_to_string(out.path().join("results.jsonl")).unwrap();
     assert_eq!(
-        csv.lines().count(),
-        1 + 1 + 20,
-        "header, clean, 4 corruptions × 5 severities"
+        cells.lines().count(),
+        1 + 20,
+        "clean, 4 corruptions × 5 severities"
     );
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use common::{cli, repo};
+use common::{cell_records, cli, csv_rows, journals, repo};
 use robust_eval::cli::eval_cmd;
 use serde_json::Value;
 
@@ -57,14 +57,16 @@ fn resnet20_and_resnet32_reach_the_pytorch_accuracy_on_the_bundled_images() {
         "PyTorch reference: 92.8 %"
     );
 
-    // The JSON records the settings and the result.
-    let json: Value = serde_json::from_str(
-        &fs::read_to_string(out.path().join("eval-resnet32-cifar10.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["results"]["n"], 1000);
-    assert_eq!(json["settings"]["model"]["model"], "resnet32");
-    assert!(json["settings"]["versions"]["burn"].is_string());
+    // results.jsonl records the settings and the result of both cells.
+    let records = cell_records(out.path());
+    assert_eq!(records.len(), 2, "one cell per model");
+    let json: &Value = records
+        .iter()
+        .find(|r| r["model"]["name"] == "resnet32")
+        .unwrap();
+    assert_eq!(json["result"]["n"], 1000);
+    assert_eq!(json["model"]["name"], "resnet32");
+    assert!(json["run"]["versions"]["burn"].is_string());
 }
 
 #[test]
@@ -76,7 +78,7 @@ fn default_run_uses_the_bundled_model_and_data() {
         outcome.accuracy.top1 > 0.70,
         "the bundled SDNet-18 scores 76.2 % on all 1000"
     );
-    let rows = fs::read_to_string(out.path().join("eval-sdnet18-cifar10.predictions.csv")).unwrap();
+    let rows = fs::read_to_string(out.path().join("samples.csv")).unwrap();
     assert_eq!(rows.lines().count(), 201, "header + one row per image");
 }
 
@@ -84,36 +86,38 @@ fn default_run_uses_the_bundled_model_and_data() {
 fn an_interrupted_eval_resumes_without_recomputing() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    eval(&["--limit", "100", "--out-dir", dir]);
+    let args = ["--limit", "100", "--batch-size", "20", "--out-dir", dir];
+    eval(&args);
     // Pretend the run stopped after 40 images (the last row half-written).
-    let path = out.path().join("eval-sdnet18-cifar10.predictions.csv");
-    let text = fs::read_to_string(&path).unwrap();
+    let journal = &journals(out.path())[0];
+    let text = fs::read_to_string(journal).unwrap();
     let mut kept: Vec<&str> = text.lines().take(41).collect();
     kept.push("40,3");
-    fs::write(&path, kept.join("\n") + "\n").unwrap();
-    let full = eval(&["--limit", "100", "--out-dir", dir, "--resume"]);
-    let json: Value = serde_json::from_str(
-        &fs::read_to_string(out.path().join("eval-sdnet18-cifar10.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["results"]["resumed_samples"], 40);
+    fs::write(journal, kept.join("\n")).unwrap();
+    // The finished cell's record says otherwise: drop it, as a kill before the end would.
+    fs::write(journal.with_extension("json"), "{}").unwrap();
+    let full = eval(&args);
+    assert_eq!(full.resumed_samples, 40);
     assert_eq!(full.accuracy.n, 100);
-    let fresh = eval(&["--limit", "100", "--out-dir", dir]);
+    let mut fresh_args = args.to_vec();
+    fresh_args.push("--fresh");
+    let fresh = eval(&fresh_args);
+    assert_eq!(fresh.resumed_samples, 0);
     assert_eq!(full.accuracy, fresh.accuracy);
-    // Resuming with other settings is refused.
-    let message = error_of(&[
-        "eval",
-        "--limit",
-        "100",
-        "--out-dir",
-        dir,
-        "--resume",
-        "--model",
-        "resnet32",
-        "--name",
-        "eval-sdnet18-cifar10",
-    ]);
-    assert!(message.contains("other settings"), "{message}");
+    // Other settings (a raised λ) make another cell beside the first, never a mix of the two.
+    let before = fs::read(journal).unwrap();
+    let mut raised = args.to_vec();
+    raised.extend(["--lambda", "0.3"]);
+    let other = eval(&raised);
+    assert_eq!(other.resumed_samples, 0);
+    assert_eq!(
+        fs::read(journal).unwrap(),
+        before,
+        "the first cell is untouched"
+    );
+    let records = cell_records(out.path());
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().any(|r| r["defense"] == "lambda=0.3"));
 }
 
 #[test]
@@ -154,12 +158,8 @@ fn imagenet_folder_runs_end_to_end_with_random_and_imported_weights() {
         "tv",
     ]);
     assert_eq!(imported.accuracy.n, 11);
-    let rows = fs::read_to_string(out.path().join("tv.predictions.csv")).unwrap();
-    let labels: Vec<&str> = rows
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap())
-        .collect();
+    let rows = csv_rows(&out.path().join("tv/samples.csv"));
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str()).collect();
     assert_eq!(labels[..2], ["0", "0"], "tench images carry class 0");
 }
 

@@ -6,6 +6,6 @@ what=${1:-eval}; rounds=${2:-3}; n=${3:-500}
 batch=100; [ "$what" = train ] && batch=128
 bin=${BIN:-target/release/robust-eval}
 for r in $(seq "$rounds"); do
-  "$bin" bench "$what" --n "$n" --batch-size "$batch" --repeat 1 --out-dir /tmp/robust-eval-bench | sed "s/^/round $r ours    /"
+  "$bin" speed "$what" --n "$n" --batch-size "$batch" --repeat 1 --out-dir /tmp/robust-eval-bench | sed "s/^/round $r ours    /"
   python3 tools/bench_pytorch.py "$what" --n "$n" --batch "$batch" | sed "s/^/round $r pytorch /"
 done

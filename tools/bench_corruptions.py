@@ -1,4 +1,4 @@
-"""Python side of `robust-eval bench corrupt`: the reference generators (one core, numpy's own
+"""Python side of `robust-eval speed corrupt`: the reference generators (one core, numpy's own
 random generator) on the same images, timed per corruption over its five severities.
 
     python3 tools/bench_corruptions.py --preset cifar --n 1000

@@ -17,7 +17,7 @@ use crate::gradient::argmax;
 use crate::pgd::random_start;
 use crate::{Attack, Classifier, Goal, Gradient, Images, Norm, Perturbed};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Apgd {
     pub eps: f64,
     pub steps: usize,
@@ -75,7 +75,7 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
 
         let mut adv = random_start::<B>(&x, goal, restart, self.eps, self.norm);
         let mut gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
-        let zero_gradients = gradient.zero_gradients;
+        let zero_gradient = gradient.zero_gradient.clone();
         let mut grad = gradient.grad.clone();
         let mut best_adv = adv.clone(); // the highest-loss point (restart point)
         let mut best_grad = grad.clone();
@@ -158,7 +158,7 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
         // Fooled samples return the point that fooled the model; the others their best point.
         Perturbed {
             images: select_rows(best_adv, fooling, &fooled),
-            zero_gradients,
+            zero_gradient,
         }
     }
 

@@ -21,10 +21,9 @@ pub struct Outcome<B: AutodiffBackend> {
     pub loss: Vec<f32>,
     /// Restarts actually run per sample (0 for samples that needed no attack).
     pub restarts_used: Vec<usize>,
-    /// Attacked samples whose input gradient was exactly zero at the first step (first restart).
-    pub zero_gradients: usize,
-    /// Samples attacked in the first restart.
-    pub attacked: usize,
+    /// Per sample: whether it was attacked and its input gradient was exactly zero at the first
+    /// step of the first restart.
+    pub zero_gradient: Vec<bool>,
 }
 
 /// Attacks `images`, restarting up to `restarts` times on the samples not yet broken and keeping
@@ -47,7 +46,7 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     let mut pixels = to_vec(images.clone());
     let mut best_loss = vec![f32::NEG_INFINITY; n];
     let mut restarts_used = vec![0; n];
-    let (mut zero_gradients, mut attacked) = (0, 0);
+    let mut zero_gradient = vec![false; n];
 
     for restart in 0..restarts.max(1) {
         let active: Vec<usize> = (0..n).filter(|&i| !success[i]).collect();
@@ -65,8 +64,9 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         let sub_goal = goal.subset(&active);
         let perturbed = attack.perturb(model, sub_images, &sub_goal, restart);
         if restart == 0 {
-            zero_gradients = perturbed.zero_gradients;
-            attacked = active.len();
+            for (&i, &zero) in active.iter().zip(&perturbed.zero_gradient) {
+                zero_gradient[i] = zero;
+            }
         }
         let logits = logits_of(model, &perturbed.images);
         let predictions = argmax(logits.clone());
@@ -96,8 +96,7 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         success,
         loss,
         restarts_used,
-        zero_gradients,
-        attacked,
+        zero_gradient,
     })
 }
 

@@ -8,12 +8,18 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::budget::{per_sample, project, row_norms};
 use crate::{Attack, Classifier, Goal, Gradient, Images, Norm, Perturbed};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fgsm {
     pub eps: f64,
     pub norm: Norm,
     /// Forward passes averaged per gradient (EOT); 1 for deterministic models.
     pub eot: usize,
+}
+
+impl Fgsm {
+    pub fn new(eps: f64, norm: Norm) -> Self {
+        Self { eps, norm, eot: 1 }
+    }
 }
 
 impl<B: AutodiffBackend> Attack<B> for Fgsm {
@@ -28,7 +34,7 @@ impl<B: AutodiffBackend> Attack<B> for Fgsm {
         let step = ascent_direction(gradient.grad, self.norm).mul_scalar(self.eps);
         Perturbed {
             images: project(x.clone() + step, &x, self.eps, self.norm),
-            zero_gradients: gradient.zero_gradients,
+            zero_gradient: gradient.zero_gradient,
         }
     }
 

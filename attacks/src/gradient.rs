@@ -26,8 +26,9 @@ pub struct Gradient<B: AutodiffBackend> {
     /// Per-sample objective (CE of the label, or −CE of the target for targeted attacks).
     pub loss: Vec<f32>,
     pub grad: Images<B>,
-    /// Samples whose input gradient is exactly zero everywhere (a sign of gradient masking).
-    pub zero_gradients: usize,
+    /// Per sample: whether its input gradient is exactly zero everywhere (a sign of gradient
+    /// masking).
+    pub zero_gradient: Vec<bool>,
 }
 
 impl<B: AutodiffBackend> Gradient<B> {
@@ -66,12 +67,12 @@ impl<B: AutodiffBackend> Gradient<B> {
         } else {
             grad
         };
-        let zero_gradients = count_zero_rows(&grad);
+        let zero_gradient = zero_rows(&grad);
         Self {
             logits: logits_out.expect("at least one pass"),
             loss: loss_sum.into_iter().map(|l| l / passes as f32).collect(),
             grad,
-            zero_gradients,
+            zero_gradient,
         }
     }
 
@@ -91,7 +92,7 @@ pub fn argmax<B: Backend>(logits: Tensor<B, 2>) -> Vec<usize> {
         .collect()
 }
 
-fn count_zero_rows<B: Backend>(grad: &Tensor<B, 4>) -> usize {
+fn zero_rows<B: Backend>(grad: &Tensor<B, 4>) -> Vec<bool> {
     let [n, c, h, w] = grad.dims();
     let peaks = grad
         .clone()
@@ -104,6 +105,6 @@ fn count_zero_rows<B: Backend>(grad: &Tensor<B, 4>) -> usize {
         .to_vec::<f32>()
         .expect("f32")
         .iter()
-        .filter(|v| **v == 0.0)
-        .count()
+        .map(|v| *v == 0.0)
+        .collect()
 }

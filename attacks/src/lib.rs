@@ -18,6 +18,7 @@
 
 mod apgd;
 mod budget;
+mod config;
 mod driver;
 mod fgsm;
 mod gradient;
@@ -26,6 +27,7 @@ mod pgd;
 
 pub use apgd::Apgd;
 pub use budget::{check_budget, perturbation_norms, project, BudgetViolation};
+pub use config::AttackConfig;
 pub use driver::{run, Outcome};
 pub use fgsm::Fgsm;
 pub use gradient::argmax;
@@ -45,7 +47,8 @@ pub trait Classifier<B: AutodiffBackend> {
 }
 
 /// The distance that bounds a perturbation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Norm {
     Linf,
     L2,
@@ -119,8 +122,8 @@ pub type Images<B> = Tensor<<B as AutodiffBackend>::InnerBackend, 4>;
 /// Adversarial images from one run of an attack.
 pub struct Perturbed<B: AutodiffBackend> {
     pub images: Images<B>,
-    /// Samples whose input gradient was exactly zero at the first step.
-    pub zero_gradients: usize,
+    /// Per sample: whether its input gradient was exactly zero at the first step.
+    pub zero_gradient: Vec<bool>,
 }
 
 /// One run of an attack from the clean images (restarts are handled by [`run`]).

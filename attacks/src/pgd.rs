@@ -12,7 +12,7 @@ use crate::fgsm::ascent_direction;
 use crate::noise::{normal_with_radius, uniform_per_sample};
 use crate::{Attack, Classifier, Goal, Gradient, Images, Norm, Perturbed};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pgd {
     pub eps: f64,
     pub alpha: f64,
@@ -24,6 +24,27 @@ pub struct Pgd {
 }
 
 impl Pgd {
+    /// The usual PGD at `eps`: 10 steps from a random start, α = [`Pgd::default_alpha`].
+    pub fn new(eps: f64, norm: Norm) -> Self {
+        Self {
+            eps,
+            alpha: Self::default_alpha(eps, norm),
+            steps: 10,
+            norm,
+            random_start: true,
+            eot: 1,
+        }
+    }
+
+    /// The step size users expect when they give none: 2/255 for L∞ (Madry et al.'s CIFAR
+    /// setting, whatever ε), ε/4 for L2.
+    pub fn default_alpha(eps: f64, norm: Norm) -> f64 {
+        match norm {
+            Norm::Linf => 2.0 / 255.0,
+            Norm::L2 => eps / 4.0,
+        }
+    }
+
     /// ε = 8/255, α = 2/255, 10 steps, random start.
     pub fn linf_default() -> Self {
         Self {
@@ -62,18 +83,18 @@ impl<B: AutodiffBackend> Attack<B> for Pgd {
         } else {
             x.clone()
         };
-        let mut zero_gradients = 0;
+        let mut zero_gradient = vec![false; goal.len()];
         for step_index in 0..self.steps {
             let gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
             if step_index == 0 {
-                zero_gradients = gradient.zero_gradients;
+                zero_gradient = gradient.zero_gradient;
             }
             let step = ascent_direction(gradient.grad, self.norm).mul_scalar(self.alpha);
             adv = project(adv + step, &x, self.eps, self.norm);
         }
         Perturbed {
             images: adv,
-            zero_gradients,
+            zero_gradient,
         }
     }
 

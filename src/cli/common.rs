@@ -1,22 +1,13 @@
-//! Arguments shared by the commands, and turning them into a model and a data set.
+//! Arguments shared by the evaluation commands, and turning them into a plan.
 
-use crate::kernels::ConvBackend;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::tensor::backend::Backend;
 use clap::Args;
-use serde_json::{json, Value};
 
-use crate::bundled;
-use crate::checkpoint::{self, Format};
-use crate::csc::Solver;
-use crate::data::{self, DataSource, Dataset, DatasetKind, Split};
-use crate::device::{backend_name, DeviceChoice};
+use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::models::{Domain, LambdaTarget, ModelSpec, Network};
-
-/// The model used when `--model` is not given.
-pub const DEFAULT_MODEL: &str = "sdnet18";
+use crate::evaluate::{DataConfig, Defense, ModelEntry, Plan};
+use crate::models::{ModelConfig, WeightsSource};
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -72,210 +63,95 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Directory for the CSV, JSON and per-sample files.
+    /// Directory for results.csv, results.jsonl, samples.csv and the per-cell journals.
     #[arg(long, default_value = "results")]
     pub out_dir: PathBuf,
-    /// Continue an interrupted run with the same settings instead of starting over.
+    /// Continue interrupted cells (the default: finished cells and batches in --out-dir are
+    /// always reused; the flag is kept for scripts).
     #[arg(long)]
     pub resume: bool,
+    /// Recompute this command's cells, discarding what earlier runs left for them.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
 }
 
-impl RunArgs {
-    pub fn device(&self) -> Result<DeviceChoice> {
-        self.device.parse()
+impl ModelArgs {
+    pub fn config(&self) -> Result<ModelConfig> {
+        let weights = match (&self.checkpoint, self.random_init) {
+            (Some(path), _) => WeightsSource::Checkpoint(path.clone()),
+            (None, true) => WeightsSource::Random(self.seed),
+            (None, false) => WeightsSource::Bundled,
+        };
+        Ok(ModelConfig {
+            name: self.model.clone(),
+            weights,
+            width: self.width,
+            csc_steps: self.csc_steps,
+            csc_solver: self.csc_solver.parse().map_err(Error::input)?,
+        })
+    }
+
+    pub fn defense(&self) -> Defense {
+        self.lambda.map_or(Defense::None, Defense::Lambda)
+    }
+
+    pub fn entry(&self) -> Result<ModelEntry> {
+        Ok(ModelEntry::new(self.config()?, self.defense()))
     }
 }
 
 impl DataArgs {
-    pub fn kind(&self) -> Result<DatasetKind> {
-        self.dataset.parse()
-    }
-
-    pub fn split(&self) -> Result<Split> {
-        match self.split.as_str() {
-            "train" => Ok(Split::Train),
-            "test" => Ok(Split::Test),
-            other => Err(Error::input(format!(
-                "unknown split '{other}' (expected train or test)"
-            ))),
-        }
-    }
-
-    pub fn open(&self) -> Result<Box<dyn Dataset>> {
-        if self.batch_size == 0 {
-            return Err(Error::input("--batch-size must be at least 1"));
-        }
-        if self.limit == Some(0) {
-            return Err(Error::input("--limit must be at least 1"));
-        }
-        let source = DataSource::from_option(self.data.as_deref());
-        data::open(self.kind()?, &source, self.split()?, self.limit)
-    }
-
-    pub fn describe(&self) -> String {
-        match &self.data {
-            Some(p) => p.display().to_string(),
-            None => "bundled".into(),
-        }
-    }
-}
-
-/// A network ready to use and where its weights came from.
-pub struct LoadedModel<B: Backend> {
-    pub network: Network<B>,
-    pub weights: String,
-}
-
-impl ModelArgs {
-    pub fn model_name(&self) -> &str {
-        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
-    }
-
-    fn solver(&self) -> Result<Solver> {
-        self.csc_solver.parse().map_err(Error::input)
-    }
-
-    /// Builds the model the arguments describe, with its weights, for this data set.
-    pub fn load<B: ConvBackend>(
-        &self,
-        kind: DatasetKind,
-        device: &B::Device,
-    ) -> Result<LoadedModel<B>> {
-        let solver = self.solver()?;
-        let mut loaded = self.load_weights(kind, device)?;
-        let network = &mut loaded.network;
-        let classes = network.spec().num_classes;
-        if classes != kind.num_classes() {
-            return Err(Error::input(format!(
-                "the model has {classes} classes but {} has {}",
-                kind.name(),
-                kind.num_classes()
-            )));
-        }
-        if let Some(lambda) = self.lambda {
-            check_lambda(lambda)?;
-            network.set_lambda(LambdaTarget::All, lambda);
-        }
-        let steps = self.csc_steps.unwrap_or(network.spec().csc.n_steps);
-        if steps == 0 {
-            return Err(Error::input("--csc-steps must be at least 1"));
-        }
-        network.set_csc_steps(steps, solver);
-        Ok(loaded)
-    }
-
-    fn load_weights<B: ConvBackend>(
-        &self,
-        kind: DatasetKind,
-        device: &B::Device,
-    ) -> Result<LoadedModel<B>> {
-        if let Some(path) = &self.checkpoint {
-            return self.load_checkpoint(path, kind, device);
-        }
-        let name = self.model_name();
-        if self.random_init {
-            let spec = self.spec(name, kind)?;
-            return Ok(LoadedModel {
-                network: Network::new(&spec, self.seed, device),
-                weights: format!("random initialisation (seed {})", self.seed),
-            });
-        }
-        match bundled::find(name, kind, self.width) {
-            Some(b) => Ok(LoadedModel {
-                network: b.load(device)?,
-                weights: format!("bundled {} ({})", b.file, b.origin),
-            }),
-            None => {
-                Err(Error::input(format!(
-                "no bundled {name} checkpoint for {}{}: give --checkpoint FILE (or --random-init)",
-                kind.name(),
-                self.width.map(|w| format!(" at width {w}")).unwrap_or_default()
-            )))
-            }
-        }
-    }
-
-    fn load_checkpoint<B: ConvBackend>(
-        &self,
-        path: &Path,
-        kind: DatasetKind,
-        device: &B::Device,
-    ) -> Result<LoadedModel<B>> {
-        let network = match checkpoint::detect_format(path)? {
-            Format::Native => {
-                let stored = checkpoint::read_native_spec(path)?;
-                if let Some(name) = &self.model {
-                    if *name != stored.name() {
-                        return Err(Error::CheckpointMismatch {
-                            path: path.to_path_buf(),
-                            model: name.clone(),
-                            details: format!("  the checkpoint holds a {}", stored.name()),
-                        });
-                    }
-                }
-                checkpoint::load_native(path, device)?
-            }
-            Format::Pytorch => {
-                let name = self.model.as_deref().ok_or_else(|| {
-                    Error::input(
-                        "PyTorch checkpoints do not record their architecture: give --model",
-                    )
-                })?;
-                let spec = self.spec(name, kind)?;
-                let mut network = Network::new(&spec, self.seed, device);
-                checkpoint::import_pytorch(&mut network, path)?;
-                network
+    pub fn config(&self) -> Result<DataConfig> {
+        let split = match self.split.as_str() {
+            "train" => Split::Train,
+            "test" => Split::Test,
+            other => {
+                return Err(Error::input(format!(
+                    "unknown split '{other}' (expected train or test)"
+                )))
             }
         };
-        Ok(LoadedModel {
-            network,
-            weights: path.display().to_string(),
+        Ok(DataConfig {
+            dataset: self.dataset.parse()?,
+            path: self.data.clone(),
+            split,
+            limit: self.limit,
         })
     }
-
-    fn spec(&self, name: &str, kind: DatasetKind) -> Result<ModelSpec> {
-        let domain = match kind {
-            DatasetKind::Imagenet => Domain::Imagenet,
-            _ => Domain::Cifar,
-        };
-        ModelSpec::new(name, domain, kind.num_classes())?.with_width(self.width.unwrap_or(1.0))
-    }
 }
 
-fn check_lambda(lambda: f64) -> Result<()> {
-    if lambda.is_finite() && lambda >= 0.0 {
-        Ok(())
+/// A one-model plan from the shared arguments; `name` puts the results in `<out-dir>/<name>/`.
+pub fn single_model_plan(
+    command: &str,
+    model: &ModelArgs,
+    data: &DataArgs,
+    run: &RunArgs,
+    name: Option<&str>,
+) -> Result<Plan> {
+    let mut plan = Plan::new(command, vec![model.entry()?], data.config()?);
+    plan.batch_size = data.batch_size;
+    plan.seed = model.seed;
+    plan.device = run.device.parse()?;
+    plan.fresh = run.fresh;
+    plan.out_dir = match name {
+        Some(name) => run.out_dir.join(checked_name(name)?),
+        None => run.out_dir.clone(),
+    };
+    Ok(plan)
+}
+
+/// A results name is one path component: it cannot escape the output directory.
+fn checked_name(name: &str) -> Result<&str> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.contains('\0');
+    if plain {
+        Ok(name)
     } else {
         Err(Error::input(format!(
-            "λ must be a non-negative number, got {lambda}"
+            "--name '{name}' must be a plain file name (no path separators, not . or ..)"
         )))
     }
-}
-
-/// The settings every report carries.
-pub fn model_settings<B: ConvBackend>(loaded: &LoadedModel<B>) -> Value {
-    let spec = loaded.network.spec();
-    json!({
-        "model": spec.name(),
-        "weights": loaded.weights,
-        "domain": spec.domain,
-        "num_classes": spec.num_classes,
-        "width": spec.width,
-        "csc": if spec.arch.has_csc() { json!(spec.csc) } else { Value::Null },
-    })
-}
-
-/// A command's settings as its JSON report carries them: plus batch size, device, backend and
-/// the versions of the tool and its libraries.
-pub fn settings_with_run_context(
-    settings: &Value,
-    batch_size: usize,
-    device: DeviceChoice,
-) -> Value {
-    let mut full = settings.clone();
-    full["batch_size"] = json!(batch_size);
-    full["device"] = json!(device.to_string());
-    full["backend"] = json!(backend_name(device));
-    full["versions"] = crate::report::versions();
-    full
 }

@@ -2,10 +2,11 @@
 //! library and print.
 
 pub mod attack_cmd;
-pub mod bench_cmd;
 pub mod common;
 pub mod corrupt_cmd;
 pub mod eval_cmd;
+pub mod speed_cmd;
+pub mod suite_cmd;
 pub mod train_cmd;
 
 use std::path::PathBuf;
@@ -14,11 +15,10 @@ use burn::module::Module;
 use clap::{Args, Parser, Subcommand};
 
 use crate::checkpoint;
-use crate::cli::common::ModelArgs;
 use crate::data::DatasetKind;
 use crate::device::Cpu;
 use crate::error::{Error, Result};
-use crate::models::{Domain, ModelSpec, Network, MODEL_NAMES};
+use crate::models::{Domain, ModelConfig, ModelSpec, Network, WeightsSource, MODEL_NAMES};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,8 +50,11 @@ pub enum Command {
     Corrupt(corrupt_cmd::CorruptArgs),
     /// Train a model with the official recipe (resumable).
     Train(train_cmd::TrainArgs),
+    /// Run, list or merge benchmark suites (models × conditions, shardable).
+    #[command(subcommand)]
+    Suite(suite_cmd::SuiteCommand),
     /// Measure throughput (images/s) of the model zoo.
-    Bench(bench_cmd::BenchArgs),
+    Speed(speed_cmd::SpeedArgs),
 }
 
 #[derive(Args, Debug)]
@@ -75,7 +78,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Models => list_models(),
         Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
         Command::Convert(args) => convert(args),
-        Command::Bench(args) => bench_cmd::run(args),
+        Command::Speed(args) => speed_cmd::run(args),
+        Command::Suite(command) => suite_cmd::run(command),
         Command::Train(args) => train_cmd::run(args).map(|_| ()),
         Command::Corrupt(args) => corrupt_cmd::run(args).map(|_| ()),
         Command::Fgsm(args) => {
@@ -126,17 +130,13 @@ fn convert(args: ConvertArgs) -> Result<()> {
         return Err(Error::input("input and output are the same file"));
     }
     let kind: DatasetKind = args.dataset.parse()?;
-    let model_args = ModelArgs {
-        model: Some(args.model.clone()),
-        checkpoint: Some(args.input.clone()),
-        random_init: false,
+    let config = ModelConfig {
+        name: Some(args.model.clone()),
+        weights: WeightsSource::Checkpoint(args.input.clone()),
         width: Some(args.width),
-        lambda: None,
-        csc_steps: None,
-        csc_solver: "fista".into(),
-        seed: 0,
+        ..ModelConfig::default()
     };
-    let loaded = model_args.load::<Cpu>(kind, &Default::default())?;
+    let loaded = config.load::<Cpu>(kind, &Default::default())?;
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::report::prepare_output_dir(dir)?;
     }

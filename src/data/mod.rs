@@ -58,7 +58,7 @@ impl DatasetKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
@@ -170,13 +170,18 @@ pub fn open(
         }
         (DatasetKind::Imagenet, DataSource::Path(path)) => Box::new(ImageFolder::imagenet(path)?),
     };
-    Ok(match limit {
+    Ok(limited(dataset, limit))
+}
+
+/// The first `limit` images of a data set (all of them without a limit).
+pub fn limited(dataset: Box<dyn Dataset>, limit: Option<usize>) -> Box<dyn Dataset> {
+    match limit {
         Some(n) if n < dataset.len() => Box::new(Limited {
             inner: dataset,
             len: n,
         }),
         _ => dataset,
-    })
+    }
 }
 
 /// The first `len` images of another data set.

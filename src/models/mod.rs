@@ -2,8 +2,10 @@
 //! He et al. CIFAR ResNets, for CIFAR (3×3 stem) and ImageNet (7×7 stem) inputs.
 
 pub mod blocks;
+pub mod load;
 pub mod network;
 pub mod spec;
 
+pub use load::{LoadedModel, ModelConfig, WeightsSource, DEFAULT_MODEL};
 pub use network::{LambdaTarget, Network};
 pub use spec::{Arch, CscSettings, Domain, ModelSpec, MODEL_NAMES};

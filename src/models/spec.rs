@@ -155,7 +155,7 @@ impl Default for CscSettings {
     }
 }
 
-mod solver_name {
+pub(crate) mod solver_name {
     use super::Solver;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -1,4 +1,4 @@
-//! `robust-eval bench`: throughput of the model zoo on the bundled images, for side-by-side
+//! `robust-eval speed`: throughput of the model zoo on the bundled images, for side-by-side
 //! comparison with `tools/bench_pytorch.py` on the same machine.
 
 use std::time::Instant;
@@ -31,7 +31,7 @@ pub enum Workload {
 }
 
 #[derive(Args, Clone, Debug)]
-pub struct BenchArgs {
+pub struct SpeedArgs {
     #[arg(value_enum, default_value = "eval")]
     pub workload: Workload,
     /// Comma-separated model names (CIFAR-10 variants, random weights).
@@ -57,7 +57,7 @@ pub struct BenchArgs {
     pub data: Option<std::path::PathBuf>,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: SpeedArgs) -> Result<()> {
     if args.workload == Workload::Corrupt {
         return bench_corruptions(&args);
     }
@@ -99,7 +99,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             rayon::current_num_threads().to_string(),
         ]);
     }
-    let stem = format!("bench-{:?}", args.workload).to_lowercase();
+    let stem = format!("speed-{:?}", args.workload).to_lowercase();
     report::write_csv(
         &args.out_dir.join(format!("{stem}.csv")),
         &[
@@ -124,7 +124,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 struct BenchJob<'a> {
-    args: &'a BenchArgs,
+    args: &'a SpeedArgs,
     names: &'a [String],
 }
 
@@ -242,7 +242,7 @@ fn pgd_batch<B: ConvBackend>(
 }
 
 /// Times every corruption over its five severities on the same images.
-fn bench_corruptions(args: &BenchArgs) -> Result<()> {
+fn bench_corruptions(args: &SpeedArgs) -> Result<()> {
     use corruptions::{corrupt_many, Corruption, Preset, RgbImage};
     let preset: Preset = args.preset.parse().map_err(Error::input)?;
     let set = match (preset, &args.data) {
@@ -260,7 +260,7 @@ fn bench_corruptions(args: &BenchArgs) -> Result<()> {
         )?,
         (Preset::Imagenet, None) => {
             return Err(Error::input(
-                "bench corrupt --preset imagenet needs --data <ImageNet folder>",
+                "speed corrupt --preset imagenet needs --data <ImageNet folder>",
             ))
         }
     };
@@ -306,7 +306,7 @@ fn bench_corruptions(args: &BenchArgs) -> Result<()> {
         images.len().to_string(),
         threads.to_string(),
     ]);
-    let name = format!("bench-corrupt-{}", args.preset);
+    let name = format!("speed-corrupt-{}", args.preset);
     report::write_csv(
         &args.out_dir.join(format!("{name}.csv")),
         &["corruption", "seconds_5_severities", "images", "threads"],

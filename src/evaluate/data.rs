@@ -1,0 +1,73 @@
+//! The data a plan evaluates on, and a cheap content identity for it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::data::{self, DataSource, Dataset, DatasetKind, Split};
+use crate::error::{Error, Result};
+use crate::models::load::hex;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// A CIFAR .bin file or directory, or an ImageNet folder; `None`: the bundled images.
+    pub path: Option<PathBuf>,
+    pub split: Split,
+    /// Only the first N images.
+    pub limit: Option<usize>,
+}
+
+impl DataConfig {
+    pub fn bundled() -> Self {
+        Self {
+            dataset: DatasetKind::Cifar10,
+            path: None,
+            split: Split::Test,
+            limit: None,
+        }
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Dataset>> {
+        if self.limit == Some(0) {
+            return Err(Error::input("--limit must be at least 1"));
+        }
+        let source = DataSource::from_option(self.path.as_deref());
+        data::open(self.dataset, &source, self.split, self.limit)
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "bundled".into(),
+        }
+    }
+}
+
+/// The data set as results record it: what was asked for, what was read, and a fingerprint
+/// (SHA-256 of every label and of the pixels of up to 16 images spread over the set) that tells
+/// two different data sets behind the same path apart.
+pub fn data_identity(config: &DataConfig, dataset: &dyn Dataset) -> Result<Value> {
+    let n = dataset.len();
+    let mut hasher = Sha256::new();
+    for i in 0..n {
+        hasher.update((dataset.label(i) as u32).to_le_bytes());
+    }
+    let probes: Vec<usize> = if n <= 16 {
+        (0..n).collect()
+    } else {
+        (0..16).map(|k| k * (n - 1) / 15).collect()
+    };
+    hasher.update(dataset.load_u8(&probes)?);
+    Ok(json!({
+        "dataset": config.dataset.name(),
+        "path": config.describe(),
+        "split": config.split,
+        "limit": config.limit,
+        "n": n,
+        "source": dataset.source(),
+        "fingerprint": hex(&hasher.finalize())[..16],
+    }))
+}

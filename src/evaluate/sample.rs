@@ -1,0 +1,212 @@
+//! One evaluated image: the per-sample row every condition writes, in the journal (with its
+//! compute time) and in `samples.csv` (keyed by cell).
+
+use crate::adversarial::SampleRecord;
+use crate::eval::Prediction;
+
+/// The columns of a per-sample row, after the cell key.
+pub const SAMPLE_COLUMNS: [&str; 13] = [
+    "index",
+    "label",
+    "prediction",
+    "correct",
+    "top5",
+    "clean_prediction",
+    "target",
+    "success",
+    "linf",
+    "l2",
+    "loss",
+    "restarts",
+    "zero_gradient",
+];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRow {
+    pub index: usize,
+    pub label: usize,
+    /// The predicted class (under attack, for attack cells).
+    pub prediction: usize,
+    /// Whether the label is among the five highest logits (clean and corrupted images).
+    pub in_top5: Option<bool>,
+    pub attack: Option<AttackFields>,
+    /// Compute time of the sample's batch divided by its size (journal only; not a result).
+    pub seconds: f64,
+}
+
+/// What an attack adds to a sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttackFields {
+    pub clean_prediction: usize,
+    pub target: Option<usize>,
+    pub success: bool,
+    pub linf: f32,
+    pub l2: f32,
+    pub loss: f32,
+    pub restarts: usize,
+    pub zero_gradient: bool,
+}
+
+impl SampleRow {
+    pub fn correct(&self) -> bool {
+        self.prediction == self.label
+    }
+
+    pub fn from_prediction(p: &Prediction, seconds: f64) -> Self {
+        Self {
+            index: p.index,
+            label: p.label,
+            prediction: p.predicted,
+            in_top5: Some(p.in_top5),
+            attack: None,
+            seconds,
+        }
+    }
+
+    pub fn from_record(r: &SampleRecord, zero_gradient: bool, seconds: f64) -> Self {
+        Self {
+            index: r.index,
+            label: r.label,
+            prediction: r.adversarial_prediction,
+            in_top5: None,
+            attack: Some(AttackFields {
+                clean_prediction: r.clean_prediction,
+                target: r.target,
+                success: r.success,
+                linf: r.linf,
+                l2: r.l2,
+                loss: r.loss,
+                restarts: r.restarts,
+                zero_gradient,
+            }),
+            seconds,
+        }
+    }
+
+    pub fn prediction(&self) -> Prediction {
+        Prediction {
+            index: self.index,
+            label: self.label,
+            predicted: self.prediction,
+            in_top5: self.in_top5.unwrap_or(false),
+        }
+    }
+
+    /// The attack record of an attack cell's row.
+    pub fn record(&self) -> Option<SampleRecord> {
+        let a = self.attack.as_ref()?;
+        Some(SampleRecord {
+            index: self.index,
+            label: self.label,
+            target: a.target,
+            clean_prediction: a.clean_prediction,
+            adversarial_prediction: self.prediction,
+            success: a.success,
+            linf: a.linf,
+            l2: a.l2,
+            loss: a.loss,
+            restarts: a.restarts,
+        })
+    }
+
+    /// The fields of [`SAMPLE_COLUMNS`]. Floats use their shortest exact representation, so
+    /// that rows read back give the same sums.
+    pub fn fields(&self) -> Vec<String> {
+        let flag = |b: bool| u8::from(b).to_string();
+        let mut out = vec![
+            self.index.to_string(),
+            self.label.to_string(),
+            self.prediction.to_string(),
+            flag(self.correct()),
+            self.in_top5.map(flag).unwrap_or_default(),
+        ];
+        match &self.attack {
+            Some(a) => out.extend([
+                a.clean_prediction.to_string(),
+                a.target.map(|t| t.to_string()).unwrap_or_default(),
+                flag(a.success),
+                a.linf.to_string(),
+                a.l2.to_string(),
+                a.loss.to_string(),
+                a.restarts.to_string(),
+                flag(a.zero_gradient),
+            ]),
+            None => out.extend(std::iter::repeat_n(String::new(), 8)),
+        }
+        out
+    }
+
+    /// Parses the fields of [`SAMPLE_COLUMNS`] followed by `seconds`.
+    pub fn parse(fields: &[&str]) -> Result<Self, String> {
+        if fields.len() != SAMPLE_COLUMNS.len() + 1 {
+            return Err(format!(
+                "{} fields instead of {}",
+                fields.len(),
+                SAMPLE_COLUMNS.len() + 1
+            ));
+        }
+        let column = |i: usize| {
+            (
+                SAMPLE_COLUMNS.get(i).copied().unwrap_or("seconds"),
+                fields[i],
+            )
+        };
+        let int = |i: usize| {
+            let (name, text) = column(i);
+            text.parse::<usize>()
+                .map_err(|_| format!("bad {name} '{text}'"))
+        };
+        let float = |i: usize| {
+            let (name, text) = column(i);
+            text.parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("bad {name} '{text}'"))
+        };
+        let flag = |i: usize| match column(i) {
+            (_, "0") => Ok(false),
+            (_, "1") => Ok(true),
+            (name, text) => Err(format!("bad {name} '{text}'")),
+        };
+        let optional = |i: usize| -> Result<Option<bool>, String> {
+            if fields[i].is_empty() {
+                Ok(None)
+            } else {
+                flag(i).map(Some)
+            }
+        };
+        let row = Self {
+            index: int(0)?,
+            label: int(1)?,
+            prediction: int(2)?,
+            in_top5: optional(4)?,
+            attack: if fields[5].is_empty() {
+                None
+            } else {
+                Some(AttackFields {
+                    clean_prediction: int(5)?,
+                    target: if fields[6].is_empty() {
+                        None
+                    } else {
+                        Some(int(6)?)
+                    },
+                    success: flag(7)?,
+                    linf: float(8)?,
+                    l2: float(9)?,
+                    loss: float(10)?,
+                    restarts: int(11)?,
+                    zero_gradient: flag(12)?,
+                })
+            },
+            seconds: fields[13]
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| format!("bad seconds '{}'", fields[13]))?,
+        };
+        if flag(3)? != row.correct() {
+            return Err("the correct column contradicts label and prediction".into());
+        }
+        Ok(row)
+    }
+}
