@@ -122,7 +122,7 @@ impl Condition {
         let eps = a.config.eps();
         if let Some(alpha) = a.config.alpha() {
             if alpha > eps && eps > 0.0 {
-                let alpha_text = a.alpha_text.clone().unwrap_or_else(|| format!("{alpha}"));
+                let alpha_text = a.alpha_text.clone().unwrap_or_else(|| as_255ths(alpha));
                 warnings.push(format!(
                     "α = {alpha_text} exceeds ε = {}: every step overshoots the ball and is projected back",
                     a.eps_text
@@ -188,6 +188,16 @@ impl AttackCondition {
 
     pub fn eps(&self) -> f64 {
         self.config.eps()
+    }
+}
+
+/// `k/255` when the value is a whole number of 255ths (how budgets are usually written).
+fn as_255ths(value: f64) -> String {
+    let k = value * 255.0;
+    if (k - k.round()).abs() < 1e-9 {
+        format!("{}/255", k.round())
+    } else {
+        format!("{value}")
     }
 }
 
