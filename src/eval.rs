@@ -1,5 +1,5 @@
-//! The evaluation loop: data → model → metrics, with batches prepared on a second thread while
-//! the model runs.
+//! Clean predictions: top-1 / top-5 from logits, accuracy, and a plain clean-accuracy pass over a
+//! data set for training's validation (evaluation commands run on [`crate::evaluate`]).
 
 use crate::kernels::ConvBackend;
 use std::sync::mpsc;
@@ -108,8 +108,6 @@ impl Accuracy {
 /// The outcome of [`evaluate`].
 pub struct Evaluation {
     pub predictions: Vec<Prediction>,
-    /// Row-major [n, classes] logits, when requested.
-    pub logits: Option<Vec<f32>>,
     pub seconds: f64,
 }
 
@@ -130,7 +128,6 @@ pub struct EvalRequest<'a, B: Backend> {
     /// Which images of the data set, in order.
     pub indices: &'a [usize],
     pub batch_size: usize,
-    pub keep_logits: bool,
     pub device: &'a B::Device,
     pub progress: &'a ProgressBar,
 }
@@ -143,17 +140,12 @@ pub fn evaluate<B: ConvBackend>(
 ) -> Result<Evaluation> {
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(request.indices.len());
-    let mut all_logits = request.keep_logits.then(Vec::new);
     for_each_batch(
         request.dataset,
         request.indices,
         request.batch_size,
         |batch| {
             let logits = request.model.forward(batch.images::<B>(request.device));
-            if let Some(store) = all_logits.as_mut() {
-                let values = logits.clone().into_data().convert::<f32>();
-                store.extend(values.to_vec::<f32>().expect("f32 logits"));
-            }
             let batch_predictions = predictions_from_logits(logits, &batch);
             on_batch(&batch_predictions)?;
             predictions.extend(batch_predictions);
@@ -163,7 +155,6 @@ pub fn evaluate<B: ConvBackend>(
     )?;
     Ok(Evaluation {
         predictions,
-        logits: all_logits,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -1,9 +1,7 @@
-//! Results on disk: JSON with the exact settings, CSV tables, a resumable per-sample journal, and
-//! progress bars.
+//! Files and bars: JSON and CSV written atomically, `.npy` writers, progress bars. (Evaluation
+//! results and their journals are `evaluate`'s.)
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,105 +53,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move into place", e))
 }
 
-/// An append-only CSV of per-sample rows, flushed after every batch, with a sidecar holding the
-/// settings that produced it. A run with `resume` continues where an interrupted one stopped;
-/// a resume with different settings is refused.
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-}
-
-impl Journal {
-    /// Opens `path` for appending and returns the rows already there (when resuming).
-    pub fn open(
-        path: &Path,
-        header: &[&str],
-        settings: &Value,
-        resume: bool,
-    ) -> Result<(Self, Vec<BTreeMap<String, String>>)> {
-        let settings_path = path.with_extension("settings.json");
-        let mut rows = Vec::new();
-        if resume && path.exists() {
-            let stored = fs::read_to_string(&settings_path).map_err(|e| {
-                Error::io(
-                    &settings_path,
-                    "cannot read the settings of the run to resume",
-                    e,
-                )
-            })?;
-            let stored: Value = serde_json::from_str(&stored)
-                .map_err(|e| Error::file(&settings_path, format!("bad JSON: {e}")))?;
-            if &stored != settings {
-                return Err(Error::input(format!(
-                    "cannot resume {}: it was made with other settings\n  before: {stored}\n  now:    {settings}",
-                    path.display()
-                )));
-            }
-            rows = read_rows(path, header)?;
-        } else {
-            write_json(&settings_path, settings)?;
-            let mut file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-            writeln!(file, "{}", header.join(","))
-                .map_err(|e| Error::io(path, "cannot write", e))?;
-        }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, "cannot open for appending", e))?;
-        Ok((
-            Self {
-                path: path.to_path_buf(),
-                file,
-            },
-            rows,
-        ))
-    }
-
-    /// Appends rows and flushes them to disk.
-    pub fn append(&mut self, rows: &[Vec<String>]) -> Result<()> {
-        let mut text = String::new();
-        for row in rows {
-            text.push_str(&row.join(","));
-            text.push('\n');
-        }
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, "cannot append results", e))
-    }
-}
-
-fn read_rows(path: &Path, header: &[&str]) -> Result<Vec<BTreeMap<String, String>>> {
-    let file = File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
-    let mut lines = BufReader::new(file).lines();
-    let first = lines
-        .next()
-        .transpose()
-        .map_err(|e| Error::io(path, "cannot read", e))?;
-    if first.as_deref() != Some(header.join(",").as_str()) {
-        return Err(Error::file(
-            path,
-            "not a journal of this command (header differs)",
-        ));
-    }
-    let mut rows = Vec::new();
-    for line in lines {
-        let line = line.map_err(|e| Error::io(path, "cannot read", e))?;
-        let fields: Vec<&str> = line.split(',').collect();
-        // A row cut short by an interruption is dropped and recomputed.
-        if fields.len() == header.len() {
-            rows.push(
-                header
-                    .iter()
-                    .map(|h| h.to_string())
-                    .zip(fields.iter().map(|f| f.to_string()))
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
-}
-
 /// A progress bar with throughput and ETA (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -165,6 +64,20 @@ pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
+/// One bar over a whole evaluation plan, in cost units (a clean image = 1), with the caller's
+/// message (cell, images/s) and the ETA.
+pub fn plan_progress_bar(total_cost: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total_cost.max(1));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("evaluating");
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
 }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{json, Value};
 
 use crate::corrupted::{premade_len, CorruptedSet, Exporter};
@@ -401,7 +401,7 @@ impl Loop<'_, '_> {
         device: &B::Device,
     ) -> Result<usize> {
         let total: u64 = work.iter().map(|w| self.cost(w)).sum();
-        let bar = progress_bar(total);
+        let bar = report::plan_progress_bar(total);
         self.report_ready(Some(&bar));
         let keep_corrupted = self.plan.exports.corrupted.is_some();
         let (plan, cells, base) = (self.plan, self.cells, self.base);
@@ -624,18 +624,6 @@ fn load_batches(
             return; // the consumer stopped, or the error is on its way
         }
     }
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total.max(1));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("evaluating");
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
 }
 
 /// Written by a sharded run: which part of which plan this directory holds.

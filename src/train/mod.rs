@@ -223,7 +223,6 @@ fn validate<B: ConvBackend>(
             dataset: val,
             indices: &indices,
             batch_size,
-            keep_logits: false,
             device,
             progress: &ProgressBar::hidden(),
         },
