@@ -4,7 +4,7 @@
 //! [`data`] (CIFAR binaries, ImageNet folders), [`checkpoint`] (native format, PyTorch import),
 //! [`eval`] (clean predictions), [`adversarial`] and [`corrupted`] (attacked and corrupted images),
 //! [`evaluate`] (plans of cells and the one run loop), [`suite`] (benchmark suites, shards),
-//! [`report`] (CSV/JSON writers), [`device`] (backend selection), [`cli`] (the commands).
+//! [`report`] (CSV/JSON writers, Markdown/HTML reports, plots), [`stats`] (intervals and tests), [`device`] (backend selection), [`cli`] (the commands).
 
 pub mod adversarial;
 pub mod bundled;
@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod report;
+pub mod stats;
 pub mod suite;
 pub mod train;
 

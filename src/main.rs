@@ -8,8 +8,12 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = robust_eval::cli::Cli::parse();
-    if let Err(error) = robust_eval::cli::run(cli) {
-        eprintln!("error: {error}");
-        std::process::exit(1);
+    let error_status = cli.command.error_status();
+    match robust_eval::cli::run(cli) {
+        Ok(status) => std::process::exit(status),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(error_status);
+        }
     }
 }

@@ -5,6 +5,8 @@ pub mod attack_cmd;
 pub mod common;
 pub mod corrupt_cmd;
 pub mod eval_cmd;
+pub mod regress_cmd;
+pub mod report_cmd;
 pub mod speed_cmd;
 pub mod suite_cmd;
 pub mod train_cmd;
@@ -53,8 +55,22 @@ pub enum Command {
     /// Run, list or merge benchmark suites (models × conditions, shardable).
     #[command(subcommand)]
     Suite(suite_cmd::SuiteCommand),
+    /// Markdown, self-contained HTML and SVG plots of results directories.
+    Report(report_cmd::ReportArgs),
+    /// Hold results against a committed baseline: exit 1 when a number moved beyond noise.
+    Regress(regress_cmd::RegressArgs),
     /// Measure throughput (images/s) of the model zoo.
     Speed(speed_cmd::SpeedArgs),
+}
+
+impl Command {
+    /// The exit status of a failed command (`regress` keeps 1 for a regression).
+    pub fn error_status(&self) -> i32 {
+        match self {
+            Self::Regress(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -73,26 +89,30 @@ pub struct ConvertArgs {
     pub width: f64,
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs a command; returns the process's exit status.
+pub fn run(cli: Cli) -> Result<i32> {
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Models => list_models(),
-        Command::Eval(args) => eval_cmd::run(args).map(|_| ()),
-        Command::Convert(args) => convert(args),
-        Command::Speed(args) => speed_cmd::run(args),
-        Command::Suite(command) => suite_cmd::run(command),
-        Command::Train(args) => train_cmd::run(args).map(|_| ()),
-        Command::Corrupt(args) => corrupt_cmd::run(args).map(|_| ()),
+        Command::Models => done(list_models()),
+        Command::Eval(args) => done(eval_cmd::run(args).map(|_| ())),
+        Command::Convert(args) => done(convert(args)),
+        Command::Speed(args) => done(speed_cmd::run(args)),
+        Command::Suite(command) => done(suite_cmd::run(command)),
+        Command::Train(args) => done(train_cmd::run(args).map(|_| ())),
+        Command::Corrupt(args) => done(corrupt_cmd::run(args).map(|_| ())),
+        Command::Report(args) => done(report_cmd::run(args)),
+        Command::Regress(args) => regress_cmd::run(args).map(|passed| i32::from(!passed)),
         Command::Fgsm(args) => {
             let (spec, args) = args.into_parts();
-            attack_cmd::run(spec, args).map(|_| ())
+            done(attack_cmd::run(spec, args).map(|_| ()))
         }
         Command::Pgd(args) => {
             let (spec, args) = args.into_parts()?;
-            attack_cmd::run(spec, args).map(|_| ())
+            done(attack_cmd::run(spec, args).map(|_| ()))
         }
         Command::Apgd(args) => {
             let (spec, args) = args.into_parts();
-            attack_cmd::run(spec, args).map(|_| ())
+            done(attack_cmd::run(spec, args).map(|_| ()))
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         "model": model_json,
         "defense": defense,
         "condition": cond.settings(),
+        "condition_label": cond.label(),
         "columns": {"kind": cond.kind(), "corruption": corruption, "severity": severity,
                     "attack": attack, "norm": norm, "eps": eps},
         "data": data,
@@ -112,6 +113,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         "static_warnings": cond.warnings(),
         "run": {
             "command": plan.command,
+            "command_line": command_line(),
             "batch_size": plan.batch_size,
             "device": plan.device.to_string(),
             "backend": backend_name(plan.device),
@@ -127,4 +129,18 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         n,
         record,
     }
+}
+
+/// The process's command line, shell-quoted where needed (for provenance).
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -6,6 +6,7 @@
 //! All three are rebuilt from `cells/` after every run, so they always cover every finished
 //! cell of the directory, in a fixed order.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::evaluate::journal::read_rows;
 use crate::evaluate::sample::{SampleRow, SAMPLE_COLUMNS};
-use crate::evaluate::summary::CellResult;
+use crate::evaluate::summary::{summarize, CellResult};
 use crate::report;
 
 pub const CELLS_DIR: &str = "cells";
@@ -187,4 +188,152 @@ fn long_rows(cell: &FinishedCell) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// A finished cell as a results directory publishes it (`results.jsonl` + `samples.csv`).
+pub struct StoredCell {
+    pub record: Value,
+    pub result: CellResult,
+    /// The per-image rows, in index order.
+    pub rows: Vec<SampleRow>,
+    /// The directory it was read from.
+    pub source: PathBuf,
+}
+
+impl StoredCell {
+    pub fn key(&self) -> &str {
+        self.record["key"].as_str().unwrap_or_default()
+    }
+}
+
+/// Reads the published results of a directory, checking them against each other: every cell of
+/// `results.jsonl` has exactly its n rows in `samples.csv`, and its figures are what those rows
+/// give. Anything else is an error naming the file and line.
+pub fn read_results(dir: &Path) -> Result<Vec<StoredCell>> {
+    if !dir.is_dir() {
+        return Err(Error::file(dir, "no such results directory"));
+    }
+    let jsonl = dir.join("results.jsonl");
+    let text = fs::read_to_string(&jsonl).map_err(|e| {
+        let hint = if dir.join("shard.json").exists() {
+            " (a shard: join the shards with `suite merge` first)"
+        } else {
+            " (is this the output directory of a robust-eval run?)"
+        };
+        Error::file(&jsonl, format!("cannot read ({e}){hint}"))
+    })?;
+    let mut cells: Vec<StoredCell> = Vec::new();
+    let mut by_key = BTreeMap::new();
+    for (line, text) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, t)| !t.trim().is_empty())
+    {
+        let at = |why: String| Error::file(&jsonl, format!("line {}: {why}", line + 1));
+        let record: Value =
+            serde_json::from_str(text).map_err(|e| at(format!("not JSON ({e})")))?;
+        let key = record["key"]
+            .as_str()
+            .ok_or_else(|| at("no cell key".into()))?
+            .to_string();
+        if record["status"] != "finished" {
+            return Err(at(format!("cell {key} is not finished")));
+        }
+        let result: CellResult = serde_json::from_value(record["result"].clone())
+            .map_err(|e| at(format!("cell {key}: damaged result ({e})")))?;
+        if by_key.insert(key.clone(), cells.len()).is_some() {
+            return Err(at(format!("cell {key} appears twice")));
+        }
+        cells.push(StoredCell {
+            record,
+            result,
+            rows: Vec::new(),
+            source: dir.to_path_buf(),
+        });
+    }
+    read_samples(&dir.join("samples.csv"), &mut cells, &by_key)?;
+    for cell in &cells {
+        check_figures(cell, &dir.join("samples.csv"))?;
+    }
+    Ok(cells)
+}
+
+fn read_samples(
+    path: &Path,
+    cells: &mut [StoredCell],
+    by_key: &BTreeMap<String, usize>,
+) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let header = reader
+        .headers()
+        .map_err(|e| Error::file(path, format!("damaged header: {e}")))?
+        .clone();
+    let expected: Vec<&str> = std::iter::once("cell").chain(SAMPLE_COLUMNS).collect();
+    if header.iter().collect::<Vec<_>>() != expected {
+        return Err(Error::file(
+            path,
+            format!("unexpected header (expected {})", expected.join(",")),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let at = |why: String| Error::file(path, format!("line {line}: {why}"));
+        let record = record.map_err(|e| at(format!("damaged row ({e})")))?;
+        let fields: Vec<&str> = record.iter().collect();
+        let key = fields[0];
+        let &cell = by_key
+            .get(key)
+            .ok_or_else(|| at(format!("cell {key} is not in results.jsonl")))?;
+        let mut row_fields = fields[1..].to_vec();
+        row_fields.push("0");
+        let row = SampleRow::parse(&row_fields).map_err(at)?;
+        if !seen.insert((cell, row.index)) {
+            return Err(at(format!(
+                "image {} of cell {key} appears twice",
+                row.index
+            )));
+        }
+        cells[cell].rows.push(row);
+    }
+    for cell in cells.iter_mut() {
+        cell.rows.sort_by_key(|r| r.index);
+        if cell.rows.len() != cell.result.n {
+            return Err(Error::file(
+                path,
+                format!(
+                    "cell {} has {} rows but results.jsonl says n = {}",
+                    cell.key(),
+                    cell.rows.len(),
+                    cell.result.n
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The stored figures must be what the rows give (a hand-edited or mixed-up file is an error).
+fn check_figures(cell: &StoredCell, samples: &Path) -> Result<()> {
+    let recomputed = summarize(&cell.record, &cell.rows);
+    for stored in &cell.result.metrics {
+        let Some(fresh) = recomputed.metric(&stored.name) else {
+            continue;
+        };
+        if (fresh - stored.value).abs() > 1e-9 {
+            return Err(Error::file(
+                samples,
+                format!(
+                    "cell {}: its rows give {} = {fresh:.6} but results.jsonl says {:.6}",
+                    cell.key(),
+                    stored.name,
+                    stored.value
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,9 @@
 //! names = "all"             # as --corruptions; severities = [1, 2, 3, 4, 5]; preset; from
 //! ```
 
+pub mod baseline;
 pub mod merge;
+pub mod regress;
 pub mod shard;
 
 use std::path::{Path, PathBuf};

@@ -58,6 +58,7 @@ pub fn cli(args: &[&str]) -> robust_eval::Result<()> {
     let mut full = vec!["robust-eval"];
     full.extend_from_slice(args);
     robust_eval::cli::run(robust_eval::cli::Cli::try_parse_from(full).expect("arguments parse"))
+        .map(|_| ())
 }
 
 /// The rows of a CSV file with a header, as maps from column name to value.

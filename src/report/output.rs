@@ -1,5 +1,4 @@
-//! Files and bars: JSON and CSV written atomically, `.npy` writers, progress bars. (Evaluation
-//! results and their journals are `evaluate`'s.)
+//! Files and bars: JSON and CSV written atomically, `.npy` writers, progress bars.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
