@@ -265,6 +265,14 @@ fn a_weakened_attack_fails_and_the_cell_is_named() {
         "{}",
         run.stderr
     );
+
+    // After an intended change of settings, --update rewrites the baseline.
+    let updated = tmp.path().join("updated.baseline");
+    fs::copy(baseline, &updated).unwrap();
+    let run = regress(&updated, &pgd1, &["--update"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("not compared"), "{}", run.stdout);
+    assert_eq!(regress(&updated, &pgd1, &[]).status, 0);
 }
 
 #[test]

@@ -57,18 +57,22 @@ pub fn run(args: RegressArgs) -> Result<bool> {
             .expect("clap requires RESULTS or --suite"),
     };
     let current = Baseline::from_cells(&read_results(&dir)?);
-    if args.update && !args.baseline.exists() {
-        current.write(&args.baseline)?;
-        println!(
-            "wrote {} ({} entries)",
-            args.baseline.display(),
-            current.entries.len()
-        );
-        return Ok(true);
-    }
-    let baseline = Baseline::read(&args.baseline)?;
-    let outcome = compare(&baseline, &current, &options)?;
-    print_outcome(&outcome, &options, args.all);
+    let compared =
+        Baseline::read(&args.baseline).and_then(|baseline| compare(&baseline, &current, &options));
+    let outcome = match compared {
+        Ok(outcome) => {
+            print_outcome(&outcome, &options, args.all);
+            Some(outcome)
+        }
+        // Updating is how a baseline follows an intended change of settings.
+        Err(e) if args.update => {
+            if args.baseline.exists() {
+                println!("note: the old baseline was not compared: {e}");
+            }
+            None
+        }
+        Err(e) => return Err(e),
+    };
     if args.update {
         current.write(&args.baseline)?;
         println!(
@@ -78,7 +82,7 @@ pub fn run(args: RegressArgs) -> Result<bool> {
         );
         return Ok(true);
     }
-    Ok(!outcome.failed(options.fail_on))
+    Ok(outcome.is_some_and(|o| !o.failed(options.fail_on)))
 }
 
 fn options(args: &RegressArgs) -> Result<Options> {
