@@ -281,6 +281,7 @@ fn apply_checked<B: ConvBackend>(
 ) -> Result<()> {
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
+    let mut bad_values = Vec::new();
     let mut ready = Vec::new();
     for snapshot in network.collect(None, None, true) {
         let internal = snapshot.full_path();
@@ -297,8 +298,23 @@ fn apply_checked<B: ConvBackend>(
                     snapshot.shape.to_vec()
                 ))
             }
-            Some(found) => ready.push(renamed(found, &internal, snapshot.container_stack.clone())),
+            Some(found) => {
+                if let Some(problem) = value_problem(&found, &key, &internal) {
+                    bad_values.push(problem);
+                }
+                ready.push(renamed(found, &internal, snapshot.container_stack.clone()))
+            }
         }
+    }
+    if !bad_values.is_empty() {
+        return Err(Error::file(
+            path,
+            format!(
+                "{} tensor(s) hold values no trained model has:\n  {}",
+                bad_values.len(),
+                bad_values.join("\n  ")
+            ),
+        ));
     }
     let mut unexpected: Vec<String> = tensors.keys().cloned().collect();
     unexpected.sort();
@@ -334,6 +350,36 @@ fn apply_checked<B: ConvBackend>(
     Ok(())
 }
 
+/// Why a tensor's values cannot be a trained model's: NaN or infinite entries, or a negative
+/// BatchNorm variance (which would turn every activation after it into NaN).
+fn value_problem(snapshot: &TensorSnapshot, key: &str, internal: &str) -> Option<String> {
+    let data = match snapshot.to_data() {
+        Ok(data) => data.convert::<f32>(),
+        Err(e) => return Some(format!("{key}: cannot be read ({e})")),
+    };
+    let values = match data.as_slice::<f32>() {
+        Ok(values) => values,
+        Err(e) => return Some(format!("{key}: cannot be read ({e:?})")),
+    };
+    let non_finite = values.iter().filter(|v| !v.is_finite()).count();
+    if non_finite > 0 {
+        let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Some(format!(
+            "{key}: {non_finite} non-finite value(s), the first at element {first} ({})",
+            values[first]
+        ));
+    }
+    if internal.ends_with("running_var") {
+        if let Some(i) = values.iter().position(|v| *v < 0.0) {
+            return Some(format!(
+                "{key}: negative variance {} at element {i}",
+                values[i]
+            ));
+        }
+    }
+    None
+}
+
 /// The same tensor under our internal path, converted to f32 if stored otherwise.
 fn renamed(
     source: TensorSnapshot,
@@ -364,4 +410,83 @@ fn describe(spec: &ModelSpec) -> String {
         spec.num_classes,
         spec.width
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Cpu;
+    use burn::tensor::TensorData;
+
+    /// A native checkpoint of a small ResNet-20 with the tensor at `target` replaced by `edit`.
+    fn edited_checkpoint(
+        dir: &Path,
+        target: &str,
+        edit: impl Fn(&mut [f32]),
+    ) -> std::path::PathBuf {
+        let spec = ModelSpec::new("resnet20", crate::models::Domain::Cifar, 10).unwrap();
+        let network: Network<Cpu> = Network::new(&spec, 0, &Default::default());
+        let snapshots: Vec<TensorSnapshot> = network
+            .collect(None, None, true)
+            .into_iter()
+            .map(|s| {
+                if s.full_path() != target {
+                    return s;
+                }
+                let data = s.to_data().unwrap();
+                let mut values: Vec<f32> = data.to_vec().unwrap();
+                edit(&mut values);
+                TensorSnapshot::from_data(
+                    TensorData::new(values, s.shape.clone()),
+                    s.path_stack.clone().unwrap_or_default(),
+                    s.container_stack.clone().unwrap_or_default(),
+                    ParamId::new(),
+                )
+            })
+            .collect();
+        let paths: Vec<String> = network
+            .collect(None, None, true)
+            .iter()
+            .map(|s| s.full_path())
+            .collect();
+        assert!(
+            paths.iter().any(|p| p == target),
+            "no {target} in {paths:?}"
+        );
+        let path = dir.join("edited.bpk");
+        BurnpackWriter::new(snapshots)
+            .with_metadata(SPEC_KEY, &serde_json::to_string(&spec).unwrap())
+            .write_to_file(&path)
+            .unwrap();
+        path
+    }
+
+    fn load_error(path: &Path) -> String {
+        load_native::<Cpu>(path, &Default::default())
+            .err()
+            .expect("the checkpoint must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_nan_weight_is_refused_with_the_tensor_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = edited_checkpoint(dir.path(), "stages.0.1.conv1.weight", |v| v[17] = f32::NAN);
+        let e = load_error(&path);
+        assert!(
+            e.contains("stages.0.1.conv1.weight") && e.contains("element 17"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_negative_variance_is_refused_with_the_tensor_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = edited_checkpoint(dir.path(), "stem.bn.running_var", |v| v[3] = -0.5);
+        let e = load_error(&path);
+        assert!(
+            e.contains("stem.bn.running_var") && e.contains("negative variance"),
+            "{e}"
+        );
+    }
 }

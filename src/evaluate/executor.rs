@@ -190,12 +190,7 @@ pub fn execute<B: ConvBackend>(
     match condition {
         Condition::Clean | Condition::Corruption { .. } => {
             let logits = slot.clean.forward(batch.images::<B>(device));
-            let values = logits
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 logits");
+            let values = logits_vec(logits.clone());
             check_finite(&values, batch, &slot.entry.label)?;
             let predictions = predictions_from_logits(logits, batch);
             let seconds = share(batch.len());
@@ -214,8 +209,22 @@ pub fn execute<B: ConvBackend>(
                 targeting: a.targeting,
                 seed,
             };
+            // A model that is broken on the clean images is reported as such, not as a failure
+            // of the attack.
+            let clean = logits_vec(slot.clean.forward(batch.images::<B>(device)));
+            check_finite(&clean, batch, &slot.entry.label)?;
             let model = slot.attacked(device)?;
             let attacked = attack_batch(&a.config, model, batch, driver, device)?;
+            if let Some(r) = attacked.records.iter().find(|r| !r.loss.is_finite()) {
+                return Err(Error::input(format!(
+                    "{} produced non-finite logits under attack (first at image {}, in the batch \
+                     of images {}–{}): the model is numerically unstable near its inputs",
+                    slot.entry.label,
+                    r.index,
+                    batch.indices[0],
+                    batch.indices[batch.len() - 1]
+                )));
+            }
             let seconds = share(batch.len());
             Ok(BatchOutput {
                 rows: attacked
@@ -229,6 +238,14 @@ pub fn execute<B: ConvBackend>(
             })
         }
     }
+}
+
+fn logits_vec<B: burn::tensor::backend::Backend>(logits: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
+    logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 logits")
 }
 
 /// Non-finite logits mean broken weights or inputs: an error, never an accuracy.
