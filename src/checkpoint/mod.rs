@@ -19,10 +19,13 @@ use burn_store::{BurnpackStore, BurnpackWriter, ModuleSnapshot, ModuleStore, Ten
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::models::load::weights_digest;
 use crate::models::{ModelSpec, Network};
 use layout::{is_ignored_key, strip_wrapper, Layout};
 
 const SPEC_KEY: &str = "robust_eval_model";
+/// SHA-256 of the tensors (`models::load::weights_digest`), verified on every load.
+const DIGEST_KEY: &str = "robust_eval_weights_sha256";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -88,10 +91,12 @@ fn burnpack_metadata(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Strin
 /// Writes the network and its specification in burn's format.
 pub fn save<B: ConvBackend>(network: &Network<B>, path: &Path) -> Result<()> {
     let spec = serde_json::to_string(network.spec()).expect("spec serialises");
+    crate::report::refuse_non_regular(path)?;
     let snapshots = network.collect(None, None, true);
     let tmp = path.with_extension("tmp");
     BurnpackWriter::new(snapshots)
         .with_metadata(SPEC_KEY, &spec)
+        .with_metadata(DIGEST_KEY, &weights_digest(network))
         .write_to_file(&tmp)
         .map_err(|e| Error::file(&tmp, format!("cannot write checkpoint: {e}")))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move checkpoint into place", e))
@@ -109,13 +114,16 @@ pub fn load_native<B: ConvBackend>(path: &Path, device: &B::Device) -> Result<Ne
 pub fn load_weights<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Result<()> {
     match detect_format(path)? {
         Format::Native => {
+            let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
+            let metadata = burnpack_metadata(&bytes).map_err(|m| Error::file(path, m))?;
             let stored = read_native_spec(path)?;
             apply_native(
                 network,
                 &stored,
                 BurnpackStore::from_file(path).auto_extension(false),
                 path,
-            )
+            )?;
+            verify_digest(network, &metadata, path)
         }
         Format::Pytorch => import_pytorch(network, path),
     }
@@ -146,7 +154,33 @@ pub fn load_native_bytes<B: ConvBackend>(
         BurnpackStore::from_bytes(Some(owned)),
         origin,
     )?;
+    verify_digest(&network, &metadata, origin)?;
     Ok(network)
+}
+
+/// A native file records the digest of the tensors it was written from; what was read must
+/// match it (files written before the digest existed carry none).
+fn verify_digest<B: ConvBackend>(
+    network: &Network<B>,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let Some(recorded) = metadata.get(DIGEST_KEY) else {
+        return Ok(());
+    };
+    let read = weights_digest(network);
+    if *recorded != read {
+        return Err(Error::file(
+            path,
+            format!(
+                "damaged checkpoint: its tensors give SHA-256 {}… but the file was written with \
+                 {}…",
+                &read[..16],
+                recorded.get(..16).unwrap_or(recorded)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a native checkpoint describes this network, then loads its tensors.
@@ -181,7 +215,41 @@ fn apply_native<B: ConvBackend>(
 pub fn import_pytorch<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Result<()> {
     let reader = PytorchReader::new(path)
         .map_err(|e| Error::file(path, format!("cannot read PyTorch checkpoint: {e}")))?;
+    check_storage_size(&reader, path)?;
     import_state_dict(network, path, state_dict(reader, path)?)
+}
+
+/// The file must hold every byte its tensors need: the reader fills what is missing with zeros,
+/// which would turn a truncated checkpoint into a plausible-looking model.
+fn check_storage_size(reader: &PytorchReader, path: &Path) -> Result<()> {
+    let metadata = reader.metadata();
+    let Some(stored) = metadata.total_data_size else {
+        return Ok(());
+    };
+    let needed: usize = reader
+        .tensors()
+        .values()
+        .map(|t| t.shape.to_vec().iter().product::<usize>() * t.dtype.size())
+        .sum();
+    // A legacy file precedes each storage with its 8-byte element count.
+    let headers = if metadata.is_legacy_format() {
+        8 * reader.len()
+    } else {
+        0
+    };
+    if stored < needed + headers {
+        return Err(Error::file(
+            path,
+            format!(
+                "truncated or damaged PyTorch checkpoint: its {} tensors need {} bytes of data \
+                 but the file holds {stored} (torch.load refuses it too; tensors sharing one \
+                 storage are not supported)",
+                reader.len(),
+                needed + headers
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Imports a PyTorch checkpoint held in memory; `origin` names it in messages.
@@ -196,6 +264,7 @@ pub fn import_pytorch_bytes<B: ConvBackend>(
         .map_err(|e| Error::io(std::env::temp_dir(), "cannot stage bundled checkpoint", e))?;
     let reader = PytorchReader::new(staged.path())
         .map_err(|e| Error::file(origin, format!("cannot read PyTorch checkpoint: {e}")))?;
+    check_storage_size(&reader, origin)?;
     import_state_dict(network, origin, state_dict(reader, origin)?)
 }
 
@@ -463,8 +532,7 @@ mod tests {
 
     fn load_error(path: &Path) -> String {
         load_native::<Cpu>(path, &Default::default())
-            .err()
-            .expect("the checkpoint must be refused")
+            .expect_err("the checkpoint must be refused")
             .to_string()
     }
 
