@@ -144,15 +144,62 @@ pub fn premade_imagenet(dir: &Path, corruption: Corruption, severity: u8) -> Res
     )
 }
 
+/// A uint8 `.npy` array in C order (Fortran-order files are transposed, other dtypes refused).
 fn read_npy_u8(path: &Path) -> Result<(Vec<u64>, Vec<u8>)> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let npy = npyz::NpyFile::new(&bytes[..])
         .map_err(|e| Error::file(path, format!("not a .npy file: {e}")))?;
     let shape = npy.shape().to_vec();
+    let dtype = npy.dtype().descr();
+    if !["'|u1'", "'<u1'", "'>u1'"].contains(&dtype.as_str()) {
+        return Err(Error::file(
+            path,
+            format!("expected uint8 data ('|u1'), found dtype {dtype}"),
+        ));
+    }
+    let fortran = npy.order() == npyz::Order::Fortran;
     let data = npy
         .into_vec::<u8>()
-        .map_err(|e| Error::file(path, format!("expected uint8 data: {e}")))?;
-    Ok((shape, data))
+        .map_err(|e| Error::file(path, format!("damaged uint8 data: {e}")))?;
+    let expected: u64 = shape.iter().product();
+    if data.len() as u64 != expected {
+        return Err(Error::file(
+            path,
+            format!("{} values for shape {shape:?}", data.len()),
+        ));
+    }
+    Ok((
+        shape.clone(),
+        if fortran {
+            fortran_to_c(&data, &shape)
+        } else {
+            data
+        },
+    ))
+}
+
+/// Reorders an array stored first-index-fastest (Fortran) into last-index-fastest (C).
+fn fortran_to_c(data: &[u8], shape: &[u64]) -> Vec<u8> {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let mut out = vec![0u8; data.len()];
+    let mut index = vec![0usize; dims.len()];
+    for value in out.iter_mut() {
+        // `index` walks C order; its Fortran offset has the first index fastest.
+        let offset = index
+            .iter()
+            .zip(&dims)
+            .rev()
+            .fold(0usize, |acc, (&i, &d)| acc * d + i);
+        *value = data[offset];
+        for axis in (0..dims.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < dims[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    out
 }
 
 /// Writes corrupted sets in the layouts of the released data sets.
@@ -293,4 +340,63 @@ pub fn premade_len(
         }
     };
     Ok(limit.map_or(n, |l| l.min(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(values: &[u8], shape: &[u64], order: npyz::Order, descr: &str) -> Vec<u8> {
+        let fortran = if order == npyz::Order::Fortran {
+            "True"
+        } else {
+            "False"
+        };
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let mut header = format!(
+            "{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': ({},), }}",
+            dims.join(", ")
+        );
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(values);
+        out
+    }
+
+    #[test]
+    fn fortran_order_npy_reads_as_its_c_order_twin() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = [2u64, 3, 4];
+        let c: Vec<u8> = (0..24).collect();
+        // The same array stored first index fastest.
+        let mut f = vec![0u8; 24];
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    f[i + 2 * (j + 3 * k)] = c[(i * 3 + j) * 4 + k];
+                }
+            }
+        }
+        let (cp, fp) = (dir.path().join("c.npy"), dir.path().join("f.npy"));
+        fs::write(&cp, npy(&c, &shape, npyz::Order::C, "|u1")).unwrap();
+        fs::write(&fp, npy(&f, &shape, npyz::Order::Fortran, "|u1")).unwrap();
+        assert_eq!(read_npy_u8(&cp).unwrap(), (shape.to_vec(), c.clone()));
+        assert_eq!(read_npy_u8(&fp).unwrap(), (shape.to_vec(), c));
+    }
+
+    #[test]
+    fn other_dtypes_and_short_data_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        fs::write(&path, npy(&[0u8; 8], &[2], npyz::Order::C, "<f4")).unwrap();
+        let e = read_npy_u8(&path).unwrap_err().to_string();
+        assert!(e.contains("expected uint8") && e.contains("<f4"), "{e}");
+        fs::write(&path, npy(&[0u8; 5], &[2, 3], npyz::Order::C, "|u1")).unwrap();
+        assert!(read_npy_u8(&path).is_err());
+    }
 }

@@ -56,6 +56,10 @@ pub struct DataArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Refuse images larger than this many pixels, as declared by their headers and after the
+    /// shorter-side resize (PIL's convention: 178956970).
+    #[arg(long, default_value_t = crate::data::folder::DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -111,6 +115,7 @@ impl DataArgs {
                 )))
             }
         };
+        crate::data::folder::set_max_image_pixels(self.max_image_pixels);
         Ok(DataConfig {
             dataset: self.dataset.parse()?,
             path: self.data.clone(),

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use corruptions::{pil_resize, ResizeFilter};
 use image::RgbImage;
@@ -110,7 +111,7 @@ impl ImageFolder {
 
     fn decode(&self, index: usize) -> Result<Vec<u8>> {
         let path = &self.samples[index].0;
-        let img = read_rgb(path)?;
+        let img = read_rgb(path, self.preprocess)?;
         let img = match self.preprocess {
             Preprocess::ResizeCrop { resize, crop } => {
                 center_crop(&resize_shorter(&img, resize), crop)
@@ -169,7 +170,7 @@ impl Dataset for ImageFolder {
         let images: Vec<Vec<u8>> = indices
             .par_iter()
             .map(|&i| {
-                let img = read_rgb(&self.samples[i].0)?;
+                let img = read_rgb(&self.samples[i].0, self.preprocess)?;
                 let mut rng = training_stream(seed, epoch, i);
                 Ok(to_chw(&random_resized_crop(&img, side, &mut rng)))
             })
@@ -227,9 +228,74 @@ pub fn random_resized_crop(img: &RgbImage, size: u32, rng: &mut impl rand::Rng) 
     out
 }
 
+/// PIL's refusal threshold (`2 × Image.MAX_IMAGE_PIXELS`): a larger image is most likely a
+/// decompression bomb.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 178_956_970;
+
+static MAX_IMAGE_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_IMAGE_PIXELS);
+
+/// Sets the largest image (in pixels, before and after resizing) the process decodes — a
+/// process-wide setting, like PIL's `Image.MAX_IMAGE_PIXELS`.
+pub fn set_max_image_pixels(pixels: u64) {
+    MAX_IMAGE_PIXELS.store(pixels, Ordering::Relaxed);
+}
+
+pub fn max_image_pixels() -> u64 {
+    MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
+}
+
+/// Checks what the file's header declares before anything is decoded: the pixel count, the
+/// size after the shorter-side resize, and (JPEG) that the file was not cut short.
+fn check_image_file(bytes: &[u8], path: &Path, preprocess: Preprocess) -> Result<()> {
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, "cannot read image", e))?
+        .into_dimensions()
+        .map_err(|e| Error::file(path, format!("cannot read the image header: {e}")))?;
+    let limit = max_image_pixels();
+    let pixels = w as u64 * h as u64;
+    if pixels > limit || w == 0 || h == 0 {
+        return Err(Error::file(
+            path,
+            format!(
+                "declares {w}×{h} = {pixels} pixels, outside 1..={limit} \
+                 (--max-image-pixels; a decompression bomb or a damaged header?)"
+            ),
+        ));
+    }
+    if let Preprocess::ResizeCrop { resize, .. } = preprocess {
+        let (short, long) = (w.min(h) as u64, w.max(h) as u64);
+        let resized_long = resize as u64 * long / short;
+        if resize as u64 * resized_long > limit {
+            return Err(Error::file(
+                path,
+                format!(
+                    "is {w}×{h}: Resize({resize}) would make it {resize}×{resized_long}, over \
+                     {limit} pixels (--max-image-pixels); the aspect ratio is not a photograph's"
+                ),
+            ));
+        }
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+        return Err(Error::file(
+            path,
+            "truncated JPEG: no end-of-image marker after the last scan (PIL: \"image file is truncated\")",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a JPEG's last end-of-image marker follows its last start-of-scan marker. Inside the
+/// entropy-coded data every 0xFF byte is stuffed, so neither marker can occur there by chance.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    matches!((last(0xDA), last(0xD9)), (Some(scan), Some(end)) if end > scan)
+}
+
 /// Decodes an image file to RGB; JPEGs with libjpeg-turbo, as PIL (and so torchvision) does.
-fn read_rgb(path: &Path) -> Result<RgbImage> {
+fn read_rgb(path: &Path, preprocess: Preprocess) -> Result<RgbImage> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
+    check_image_file(&bytes, path, preprocess)?;
     let rgb = corruptions::decode_rgb(&bytes).map_err(|e| Error::file(path, e.to_string()))?;
     let (w, h) = (rgb.width() as u32, rgb.height() as u32);
     Ok(RgbImage::from_raw(w, h, rgb.into_bytes()).expect("matching size"))
