@@ -112,3 +112,380 @@ fn overflowing_logits_are_an_error_naming_the_image_not_an_accuracy() {
     }
     assert!(!out.join("results.csv").exists(), "nothing may be written");
 }
+
+const SAMPLE_JPEG: &str = "tests/fixtures/imagenet_sample/n01440764/ILSVRC2012_val_00023559.JPEG";
+
+/// An ImageNet folder holding one image with these bytes.
+fn folder_with(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let class = dir.join("n01440764");
+    std::fs::create_dir_all(&class).unwrap();
+    std::fs::write(class.join(name), bytes).unwrap();
+    dir.to_path_buf()
+}
+
+fn decode_error(dir: &Path) -> String {
+    use robust_eval::data::Dataset;
+    let folder = robust_eval::data::folder::ImageFolder::imagenet(dir).unwrap();
+    folder
+        .load_u8(&[0])
+        .expect_err("must be refused")
+        .to_string()
+}
+
+#[test]
+fn damaged_and_oversized_images_are_refused_before_decoding_with_the_file_named() {
+    use robust_eval::data::Dataset;
+    let tmp = tempfile::tempdir().unwrap();
+    let jpeg = std::fs::read(common::repo(SAMPLE_JPEG)).unwrap();
+    let good = folder_with(&tmp.path().join("good"), "a.JPEG", &jpeg);
+    let folder = robust_eval::data::folder::ImageFolder::imagenet(&good).unwrap();
+    assert_eq!(folder.load_u8(&[0]).unwrap().len(), 3 * 224 * 224);
+
+    for cut in [jpeg.len() / 2, jpeg.len() - 2, 400] {
+        let dir = folder_with(
+            &tmp.path().join(format!("cut{cut}")),
+            "cut.JPEG",
+            &jpeg[..cut],
+        );
+        let e = decode_error(&dir);
+        assert!(
+            e.contains("cut.JPEG") && (e.contains("truncated") || e.contains("header")),
+            "{cut}: {e}"
+        );
+    }
+
+    // The frame header claims 20000×20000 (a 400-megapixel bomb in a small file).
+    let mut bomb = jpeg.clone();
+    let sof = bomb
+        .windows(2)
+        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        .unwrap();
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]);
+    let e = decode_error(&folder_with(&tmp.path().join("bomb"), "bomb.JPEG", &bomb));
+    assert!(e.contains("bomb.JPEG") && e.contains("20000×20000"), "{e}");
+
+    // 1×6000 would become 256×1536000 after Resize(256).
+    let mut png = Vec::new();
+    image::RgbImage::new(1, 6000)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let e = decode_error(&folder_with(&tmp.path().join("thin"), "thin.png", &png));
+    assert!(e.contains("thin.png") && e.contains("256×1536000"), "{e}");
+}
+
+#[test]
+fn the_image_pixel_limit_is_an_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jpeg = std::fs::read(common::repo(SAMPLE_JPEG)).unwrap();
+    let dir = folder_with(&tmp.path().join("images"), "a.JPEG", &jpeg);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_robust-eval"))
+        .args([
+            "eval",
+            "--dataset",
+            "imagenet",
+            "--model",
+            "resnet18",
+            "--random-init",
+        ])
+        .args(["--width", "0.0625", "--max-image-pixels", "1000", "--data"])
+        .arg(&dir)
+        .arg("--out-dir")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a.JPEG") && stderr.contains("--max-image-pixels"),
+        "{stderr}"
+    );
+}
+
+const LEGACY_TH: &str = "models/cifar10-resnet-akamaster/resnet20-12fca82f.th";
+const ZIP_PTH: &str = "tests/fixtures/parity/sdnet18all_w00625_cifar.pth";
+
+/// `eval` and `convert` of `file` (a `model` checkpoint) both fail, and `convert` leaves no file.
+fn checkpoint_refused(file: &Path, model: &str, dir: &Path) -> String {
+    let (f, out) = (file.to_str().unwrap(), dir.join("converted.bpk"));
+    let width = if model == "sdnet18-all" {
+        "0.0625"
+    } else {
+        "1"
+    };
+    let e = error_of(&[
+        "eval",
+        "--model",
+        model,
+        "--width",
+        width,
+        "--checkpoint",
+        f,
+        "--limit",
+        "10",
+        "--out-dir",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    let c = error_of(&[
+        "convert",
+        f,
+        out.to_str().unwrap(),
+        "--model",
+        model,
+        "--width",
+        width,
+    ]);
+    assert!(!out.exists(), "convert wrote {}", out.display());
+    assert_eq!(e, c);
+    e
+}
+
+#[test]
+fn truncated_pytorch_checkpoints_are_refused_at_every_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(common::repo(LEGACY_TH)).unwrap();
+    for cut in [
+        whole.len() - 1,
+        whole.len() - 1000,
+        whole.len() / 2,
+        5000,
+        100,
+    ] {
+        let file = tmp.path().join(format!("cut{cut}.th"));
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let e = checkpoint_refused(&file, "resnet20", tmp.path());
+        assert!(e.contains(&format!("cut{cut}.th")), "{cut}: {e}");
+    }
+    let whole = std::fs::read(common::repo(ZIP_PTH)).unwrap();
+    for cut in [whole.len() - 1, whole.len() / 2, 1000] {
+        let file = tmp.path().join(format!("cut{cut}.pth"));
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let e = checkpoint_refused(&file, "sdnet18-all", tmp.path());
+        assert!(e.contains(&format!("cut{cut}.pth")), "{cut}: {e}");
+    }
+}
+
+#[test]
+fn a_zip_checkpoint_with_a_short_tensor_record_is_refused() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut source =
+        zip::ZipArchive::new(std::fs::File::open(common::repo(ZIP_PTH)).unwrap()).unwrap();
+    let file = tmp.path().join("short.pth");
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..source.len() {
+        let mut entry = source.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("/data/0") {
+            bytes.truncate(bytes.len() / 2);
+        }
+        out.start_file(name, stored).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.finish().unwrap();
+    let e = checkpoint_refused(&file, "sdnet18-all", tmp.path());
+    assert!(
+        e.contains("short.pth") && e.contains("truncated or damaged"),
+        "{e}"
+    );
+}
+
+/// A seeded stream of byte positions and values for mutating files.
+fn mutations(seed: u64, len: usize, count: usize) -> Vec<(usize, u8)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| (rng.random_range(0..len), rng.random_range(1..=255u8)))
+        .collect()
+}
+
+#[test]
+fn a_damaged_native_checkpoint_never_loads_as_other_weights() {
+    use robust_eval::models::load::weights_digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("resnet20.bpk");
+    edited_resnet20(&file, 0, |_| {});
+    let whole = std::fs::read(&file).unwrap();
+    let original = robust_eval::checkpoint::load_native::<Cpu>(&file, &Default::default()).unwrap();
+    let digest = weights_digest(&original);
+    let damaged = tmp.path().join("damaged.bpk");
+    let (mut refused, mut unchanged) = (0, 0);
+    for (position, xor) in mutations(1, whole.len(), 400) {
+        let mut bytes = whole.clone();
+        bytes[position] ^= xor;
+        std::fs::write(&damaged, &bytes).unwrap();
+        match robust_eval::checkpoint::load_native::<Cpu>(&damaged, &Default::default()) {
+            Err(_) => refused += 1,
+            Ok(network) => {
+                // Only a flip outside the tensors and the header (padding) may load, and then
+                // it must give the very same weights.
+                assert_eq!(
+                    weights_digest(&network),
+                    digest,
+                    "byte {position} ^ {xor:#x} loaded other weights"
+                );
+                unchanged += 1;
+            }
+        }
+    }
+    for cut in (1..40).map(|k| k * whole.len() / 40) {
+        std::fs::write(&damaged, &whole[..cut]).unwrap();
+        assert!(
+            robust_eval::checkpoint::load_native::<Cpu>(&damaged, &Default::default()).is_err(),
+            "cut at {cut} loaded"
+        );
+    }
+    assert!(refused > 350, "{refused} refused, {unchanged} unchanged");
+}
+
+#[test]
+fn mutated_journal_rows_baselines_and_npy_files_never_panic() {
+    use robust_eval::evaluate::sample::SampleRow;
+    use robust_eval::suite::baseline::Baseline;
+    let row = "17,3,3,1,1,,,,,,,,,0.0125";
+    let attack_row = "18,5,2,0,,5,,1,0.00784,0.51,2.25,1,0,0.031";
+    for text in [row, attack_row] {
+        for (position, value) in mutations(2, text.len(), 3000) {
+            let mut bytes = text.as_bytes().to_vec();
+            bytes[position] = value;
+            let mutated = String::from_utf8_lossy(&bytes);
+            let fields: Vec<&str> = mutated.split(',').collect();
+            let _ = SampleRow::parse(&fields);
+        }
+    }
+    let baseline = "# robust-eval regression baseline, format 1\n# suite: ci\n\
+        cell\tmetric\tsettings\tseed\tn\tvalue\tsamples\n\
+        m/none/clean\taccuracy\t0123456789abcdef\t-\t8\t0.750000\t0-7:fb\n";
+    for (position, value) in mutations(3, baseline.len(), 3000) {
+        let mut bytes = baseline.as_bytes().to_vec();
+        bytes[position] = value;
+        if let Ok(b) = Baseline::parse(&String::from_utf8_lossy(&bytes)) {
+            for e in &b.entries {
+                if let Some(s) = &e.samples {
+                    assert_eq!(s.hits.len(), e.n);
+                    assert!((s.rate() - e.value).abs() < 1e-6);
+                }
+            }
+        }
+    }
+    // A pre-made CIFAR-10-C block: shape, dtype and header damage is refused or read exactly.
+    let tmp = tempfile::tempdir().unwrap();
+    let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 32, 32, 3), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = format!("{header:<117}\n");
+    npy.extend((padded.len() as u16).to_le_bytes());
+    npy.extend(padded.as_bytes());
+    let data_start = npy.len();
+    npy.extend(std::iter::repeat_n(7u8, 5 * 3072));
+    std::fs::write(tmp.path().join("labels.npy"), {
+        let mut l = b"\x93NUMPY\x01\x00".to_vec();
+        let h = format!(
+            "{:<117}\n",
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }"
+        );
+        l.extend((h.len() as u16).to_le_bytes());
+        l.extend(h.as_bytes());
+        l.extend([1u8, 2, 3, 4, 5]);
+        l
+    })
+    .unwrap();
+    let corruption: corruptions::Corruption = "fog".parse().unwrap();
+    for (position, value) in mutations(4, data_start, 2000) {
+        let mut bytes = npy.clone();
+        bytes[position] = value;
+        std::fs::write(tmp.path().join("fog.npy"), &bytes).unwrap();
+        let _ = robust_eval::corrupted::premade_cifar(tmp.path(), corruption, 1, 10, None);
+    }
+    for cut in (0..npy.len()).step_by(997) {
+        std::fs::write(tmp.path().join("fog.npy"), &npy[..cut]).unwrap();
+        assert!(
+            robust_eval::corrupted::premade_cifar(tmp.path(), corruption, 1, 10, None).is_err()
+        );
+    }
+}
+
+#[test]
+fn truncated_cifar_files_are_refused() {
+    let whole = std::fs::read(common::repo("data/cifar10/test_first1000.bin")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for cut in [1, 3072, 3074, whole.len() / 2 + 1, whole.len() - 1] {
+        let file = tmp.path().join("cut.bin");
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let e = robust_eval::data::CifarSet::open(
+            &file,
+            DatasetKind::Cifar10,
+            robust_eval::data::Split::Test,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("a file of {cut} bytes opened"))
+        .to_string();
+        assert!(e.contains("cut.bin"), "{e}");
+    }
+}
+
+#[test]
+fn outputs_never_replace_what_is_not_a_regular_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundled = common::repo("models/cifar10-reference/resnet18-w025.bpk");
+    let b = bundled.to_str().unwrap();
+    let e = error_of(&[
+        "convert",
+        b,
+        "/dev/null",
+        "--model",
+        "resnet18",
+        "--width",
+        "0.25",
+    ]);
+    assert!(
+        e.contains("/dev/null") && e.contains("not a regular file"),
+        "{e}"
+    );
+    assert!(
+        !std::fs::metadata("/dev/null").unwrap().is_file(),
+        "/dev/null was replaced"
+    );
+    // A directory where results.csv belongs.
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("results.csv")).unwrap();
+    let e = error_of(&["eval", "--limit", "10", "--out-dir", out.to_str().unwrap()]);
+    assert!(
+        e.contains("results.csv") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn questionable_settings_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tmp.path().to_str().unwrap();
+    let e = error_of(&[
+        "eval",
+        "--model",
+        "resnet18",
+        "--lambda",
+        "0.3",
+        "--limit",
+        "10",
+        "--out-dir",
+        o,
+    ]);
+    assert!(e.contains("no CSC layers"), "{e}");
+    // ε = 8 under L∞ (forgot /255) runs, and says so in the results.
+    let out = tmp.path().join("eps");
+    cli(&[
+        "fgsm",
+        "--eps",
+        "8",
+        "--limit",
+        "10",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert!(results.contains("did you mean 8/255?"), "{results}");
+}

@@ -160,6 +160,20 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let done = train(&args).unwrap();
     assert_eq!(done.state.iteration, 16);
     assert_eq!(done.state.log.len(), 2);
+    // A finished run is not overwritten by accident.
+    let mut again = common.to_vec();
+    again.extend(["--out", whole.to_str().unwrap()]);
+    let message = train(&again).err().unwrap().to_string();
+    assert!(
+        message.contains("--resume or replace it with --overwrite"),
+        "{message}"
+    );
+    let scratch = tmp.path().join("scratch");
+    let mut args = common.to_vec();
+    args.extend(["--out", scratch.to_str().unwrap(), "--stop-after", "1"]);
+    assert!(train(&args).unwrap().interrupted);
+    args.push("--overwrite");
+    assert!(train(&args).unwrap().interrupted);
 
     // Interrupted in the middle of the second epoch, then resumed from the epoch-1 checkpoint.
     let mut args = common.to_vec();

@@ -48,12 +48,21 @@ pub struct TrainArgs {
     /// Continue from the last checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Start afresh in an --out that holds an earlier run, replacing it.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Stop after this many optimizer steps (simulates an interruption; used by tests).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
 }
 
 pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
+    if !args.resume && !args.overwrite && args.out.join("run.json").exists() {
+        return Err(Error::file(
+            &args.out,
+            "holds a training run: continue it with --resume or replace it with --overwrite",
+        ));
+    }
     let device: DeviceChoice = args.device.parse()?;
     let kind: DatasetKind = args.dataset.parse()?;
     let domain = if kind == DatasetKind::Imagenet {

@@ -120,6 +120,13 @@ impl Condition {
         };
         let mut warnings = Vec::new();
         let eps = a.config.eps();
+        if a.config.norm() == Norm::Linf && eps >= 1.0 {
+            warnings.push(format!(
+                "ε = {} covers the whole [0, 1] pixel range: any image can be reached \
+                 (did you mean {}/255?)",
+                a.eps_text, a.eps_text
+            ));
+        }
         if let Some(alpha) = a.config.alpha() {
             if alpha > eps && eps > 0.0 {
                 let alpha_text = a.alpha_text.clone().unwrap_or_else(|| as_255ths(alpha));

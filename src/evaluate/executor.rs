@@ -70,7 +70,10 @@ fn apply_defense<B: ConvBackend>(
                 )));
             }
             if network.set_lambda(LambdaTarget::All, *lambda) == 0 {
-                eprintln!("warning: {label} has no CSC layers: λ = {lambda} changes nothing");
+                // A result labelled with a defense the model cannot have would mislead.
+                return Err(Error::input(format!(
+                    "{label} has no CSC layers: λ = {lambda} (--lambda) applies only to SDNet models"
+                )));
             }
             Ok(())
         }

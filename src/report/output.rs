@@ -46,10 +46,24 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(
     write_atomic(path, &bytes)
 }
 
+/// Writes through a temporary file renamed into place, so that a reader never sees half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_non_regular(path)?;
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, "cannot write", e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move into place", e))
+}
+
+/// An output path that exists must be a regular file: renaming over a device, a pipe or a
+/// directory would replace it.
+pub fn refuse_non_regular(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::file(
+            path,
+            "exists and is not a regular file (a directory, device or pipe): refusing to replace it",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A progress bar with throughput and ETA (hidden when stderr is not a terminal).
