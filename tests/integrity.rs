@@ -489,3 +489,43 @@ fn questionable_settings_are_named() {
     let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
     assert!(results.contains("did you mean 8/255?"), "{results}");
 }
+
+#[test]
+fn mutated_pytorch_checkpoints_and_images_never_panic() {
+    use robust_eval::data::Dataset;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |name: &str, width: f64| ModelConfig {
+        name: Some(name.into()),
+        width: Some(width),
+        weights: robust_eval::models::WeightsSource::Checkpoint(tmp.path().join("m.pth")),
+        ..ModelConfig::default()
+    };
+    for (source, name, width) in [
+        (LEGACY_TH, "resnet20", 1.0),
+        (ZIP_PTH, "sdnet18-all", 0.0625),
+    ] {
+        let whole = std::fs::read(common::repo(source)).unwrap();
+        for (position, xor) in mutations(5, whole.len(), 100) {
+            let mut bytes = whole.clone();
+            bytes[position] ^= xor;
+            std::fs::write(tmp.path().join("m.pth"), &bytes).unwrap();
+            // Flips inside tensor data cannot be detected in a format without checksums; what
+            // matters here is an error or a model, never a crash.
+            let _ = spec(name, width).load::<Cpu>(DatasetKind::Cifar10, &Default::default());
+        }
+    }
+    let jpeg = std::fs::read(common::repo(SAMPLE_JPEG)).unwrap();
+    let dir = tmp.path().join("images");
+    for (k, (position, xor)) in mutations(6, jpeg.len(), 150).into_iter().enumerate() {
+        let mut bytes = jpeg.clone();
+        bytes[position] ^= xor;
+        if k % 3 == 0 {
+            bytes.truncate(position.max(2));
+        }
+        let folder = folder_with(&dir, "m.JPEG", &bytes);
+        let images = robust_eval::data::folder::ImageFolder::imagenet(&folder).unwrap();
+        if let Ok(pixels) = images.load_u8(&[0]) {
+            assert_eq!(pixels.len(), 3 * 224 * 224);
+        }
+    }
+}

@@ -75,6 +75,15 @@ pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, Error> {
 
 /// libjpeg-turbo decoding to RGB.
 pub fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, Error> {
+    // libjpeg reports some errors of damaged files by unwinding through the decoder.
+    std::panic::catch_unwind(|| decode_jpeg_unguarded(bytes)).unwrap_or_else(|_| {
+        Err(Error::Decode(
+            "JPEG decoding failed: the data is damaged".into(),
+        ))
+    })
+}
+
+fn decode_jpeg_unguarded(bytes: &[u8]) -> Result<RgbImage, Error> {
     let fail = |e: std::io::Error| Error::Decode(format!("JPEG decoding failed: {e}"));
     let decompress = mozjpeg::Decompress::new_mem(bytes).map_err(fail)?;
     let mut started = decompress.rgb().map_err(fail)?;
