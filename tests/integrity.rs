@@ -529,3 +529,25 @@ fn mutated_pytorch_checkpoints_and_images_never_panic() {
         }
     }
 }
+
+#[test]
+fn data_is_identified_by_every_image_not_by_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(common::repo("data/cifar10/test_first1000.bin")).unwrap();
+    let file = tmp.path().join("data.bin");
+    let out = tmp.path().join("out");
+    let args = ["eval", "--data", file.to_str().unwrap(), "--out-dir", out.to_str().unwrap()];
+    std::fs::write(&file, &whole[..100 * 3073]).unwrap();
+    cli(&args).unwrap();
+    // One pixel of image 50 changes behind the same path: a different data set, so a new cell.
+    let mut changed = whole[..100 * 3073].to_vec();
+    changed[50 * 3073 + 1 + 1000] ^= 0x40;
+    std::fs::write(&file, &changed).unwrap();
+    cli(&args).unwrap();
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let fingerprints: std::collections::BTreeSet<&str> = results
+        .lines()
+        .map(|l| l.split("\"fingerprint\":\"").nth(1).unwrap().split('"').next().unwrap())
+        .collect();
+    assert_eq!(fingerprints.len(), 2, "{results}");
+}

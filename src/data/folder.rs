@@ -154,6 +154,10 @@ impl Dataset for ImageFolder {
     fn source(&self) -> String {
         self.root.display().to_string()
     }
+    fn content(&self, index: usize) -> Result<Vec<u8>> {
+        let path = &self.samples[index].0;
+        fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))
+    }
     fn item_name(&self, index: usize) -> Option<(String, String)> {
         let path = &self.samples[index].0;
         let file = path.file_name()?.to_str()?.to_string();

@@ -79,6 +79,11 @@ pub trait Dataset: Send + Sync {
     fn load_u8(&self, indices: &[usize]) -> Result<Vec<u8>>;
     /// Where the data came from, for reports.
     fn source(&self) -> String;
+    /// What identifies an image's content: its pixels, or the bytes of the file it is decoded
+    /// from (hashed into the data set's fingerprint without decoding anything).
+    fn content(&self, index: usize) -> Result<Vec<u8>> {
+        self.load_u8(&[index])
+    }
     /// (class folder, file name) of an image that came from a file, for exports.
     fn item_name(&self, _index: usize) -> Option<(String, String)> {
         None
@@ -208,6 +213,9 @@ impl Dataset for Limited {
     }
     fn source(&self) -> String {
         format!("{} (first {})", self.inner.source(), self.len)
+    }
+    fn content(&self, index: usize) -> Result<Vec<u8>> {
+        self.inner.content(index)
     }
     fn item_name(&self, index: usize) -> Option<(String, String)> {
         self.inner.item_name(index)

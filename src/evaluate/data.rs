@@ -47,20 +47,17 @@ impl DataConfig {
 }
 
 /// The data set as results record it: what was asked for, what was read, and a fingerprint
-/// (SHA-256 of every label and of the pixels of up to 16 images spread over the set) that tells
-/// two different data sets behind the same path apart.
+/// (SHA-256 of every label and of every image's content — its pixels, or its file's bytes in an
+/// image folder) that tells two data sets apart whatever their paths.
 pub fn data_identity(config: &DataConfig, dataset: &dyn Dataset) -> Result<Value> {
     let n = dataset.len();
     let mut hasher = Sha256::new();
     for i in 0..n {
         hasher.update((dataset.label(i) as u32).to_le_bytes());
+        let content = dataset.content(i)?;
+        hasher.update((content.len() as u64).to_le_bytes());
+        hasher.update(&content);
     }
-    let probes: Vec<usize> = if n <= 16 {
-        (0..n).collect()
-    } else {
-        (0..16).map(|k| k * (n - 1) / 15).collect()
-    };
-    hasher.update(dataset.load_u8(&probes)?);
     Ok(json!({
         "dataset": config.dataset.name(),
         "path": config.describe(),
