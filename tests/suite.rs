@@ -390,7 +390,7 @@ fn a_busy_directory_is_refused_and_a_stale_lock_removed() {
 }
 
 #[test]
-fn a_damaged_journal_is_named_never_counted() {
+fn a_damaged_journal_is_named_and_its_cell_recomputed_never_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let suite_file = write_suite(tmp.path(), "damage", SMALL);
     let out = tmp.path().join("out");
@@ -403,20 +403,26 @@ fn a_damaged_journal_is_named_never_counted() {
         ])
     };
     run().unwrap();
+    let sound = fs::read(out.join("samples.csv")).unwrap();
     let journal = &common::journals(&out)[0];
     let text = fs::read_to_string(journal).unwrap();
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    // A duplicated row.
-    lines[3] = lines[2].clone();
-    fs::write(journal, lines.join("\n") + "\n").unwrap();
-    let m = run().unwrap_err().to_string();
-    assert!(
-        m.contains(journal.to_str().unwrap()) && m.contains("line 4") && m.contains("second row"),
-        "{m}"
-    );
-    // A row with a flipped byte.
-    lines[3] = lines[3].replacen(',', ";", 1);
-    fs::write(journal, lines.join("\n") + "\n").unwrap();
-    let m = run().unwrap_err().to_string();
-    assert!(m.contains("line 4 is damaged"), "{m}");
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    let damages: [(&str, Box<dyn Fn(&mut Vec<String>)>); 4] = [
+        ("a duplicated row", Box::new(|l| l[3] = l[2].clone())),
+        ("a flipped byte", Box::new(|l| l[3] = l[3].replacen(',', ";", 1))),
+        ("another header", Box::new(|l| l[0] = "index,label".into())),
+        ("an image out of range", Box::new(|l| l[3] = format!("9999{}", l[3]))),
+    ];
+    for (what, damage) in damages {
+        let mut damaged = lines.clone();
+        damage(&mut damaged);
+        fs::write(journal, damaged.join("\n") + "\n").unwrap();
+        run().unwrap();
+        assert_eq!(fs::read(out.join("samples.csv")).unwrap(), sound, "{what}");
+        assert_eq!(fs::read_to_string(journal).unwrap().lines().count(), lines.len(), "{what}");
+    }
+    // An empty journal (as a full disk leaves it) restarts its cell too.
+    fs::write(journal, "").unwrap();
+    run().unwrap();
+    assert_eq!(fs::read(out.join("samples.csv")).unwrap(), sound);
 }

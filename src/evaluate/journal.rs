@@ -33,14 +33,14 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
     let text = std::str::from_utf8(complete).map_err(|_| {
         Error::file(
             path,
-            "journal is not UTF-8 text (damaged); delete it to recompute the cell",
+            "journal is not UTF-8 text (damaged)",
         )
     })?;
     let mut lines = text.lines();
     if lines.next() != Some(header().as_str()) {
         return Err(Error::file(
             path,
-            "not a robust-eval journal (its header differs); delete it to recompute the cell",
+            "not a robust-eval journal (its header differs)",
         ));
     }
     for (number, line) in lines.enumerate() {
@@ -48,10 +48,7 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
         let damaged = |why: String| {
             Error::file(
                 path,
-                format!(
-                    "line {} is damaged ({why}); delete the file to recompute the cell",
-                    number + 2
-                ),
+                format!("line {} is damaged ({why})", number + 2),
             )
         };
         let row = SampleRow::parse(&fields).map_err(damaged)?;
@@ -63,6 +60,21 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
         }
     }
     Ok(rows)
+}
+
+/// The rows to resume a cell from. A damaged journal is reported and its cell restarted:
+/// recomputing is always safe, guessing which of its rows are sound is not.
+pub fn resumable_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
+    match read_rows(path, n) {
+        Err(Error::File { path, message }) => {
+            eprintln!(
+                "warning: {}: {message}; the cell is recomputed from its first image",
+                path.display()
+            );
+            Ok(BTreeMap::new())
+        }
+        other => other,
+    }
 }
 
 /// An open journal that rows are appended to.

@@ -18,7 +18,7 @@ use crate::evaluate::cell::{resolve, Cell, ModelFacts};
 use crate::evaluate::condition::{Condition, CorruptionSource};
 use crate::evaluate::data::data_identity;
 use crate::evaluate::executor::{execute, CellImages, LoadedBatch, ModelSlot};
-use crate::evaluate::journal::{read_rows, Journal};
+use crate::evaluate::journal::{resumable_rows, Journal};
 use crate::evaluate::lock::DirLock;
 use crate::evaluate::plan::Plan;
 use crate::evaluate::results::{
@@ -292,24 +292,23 @@ fn prepare_cells(plan: &Plan, cells: &[Cell]) -> Result<(Vec<CellState>, Vec<Wor
             .chunks(plan.batch_size)
             .map(|c| c.to_vec())
             .collect();
+        let mut rows = if fresh || cell.model.is_none() {
+            BTreeMap::new()
+        } else {
+            resumable_rows(&journal_path, cell.n)?
+        };
         if let Some(record) = record.filter(|r| r["status"] == "finished") {
             let result = stored_result(&record, &json_path)?;
-            state.rows = read_rows(&journal_path, cell.n)?;
-            if state.rows.len() == cell.n && result.n == cell.n {
+            if rows.len() == cell.n && result.n == cell.n {
+                state.rows = rows;
                 state.resumed = cell.n;
                 state.finished = Some(result);
                 unit_number += units.len();
                 states.push(state);
                 continue;
             }
-            state.rows.clear();
         }
         if cell.model.is_some() {
-            let mut rows = if fresh {
-                BTreeMap::new()
-            } else {
-                read_rows(&journal_path, cell.n)?
-            };
             // Keep whole batches only: a batch is recomputed as it was first computed.
             let mut kept = BTreeMap::new();
             for unit in &units {
