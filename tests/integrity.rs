@@ -536,7 +536,13 @@ fn data_is_identified_by_every_image_not_by_its_path() {
     let whole = std::fs::read(common::repo("data/cifar10/test_first1000.bin")).unwrap();
     let file = tmp.path().join("data.bin");
     let out = tmp.path().join("out");
-    let args = ["eval", "--data", file.to_str().unwrap(), "--out-dir", out.to_str().unwrap()];
+    let args = [
+        "eval",
+        "--data",
+        file.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
     std::fs::write(&file, &whole[..100 * 3073]).unwrap();
     cli(&args).unwrap();
     // One pixel of image 50 changes behind the same path: a different data set, so a new cell.
@@ -547,7 +553,46 @@ fn data_is_identified_by_every_image_not_by_its_path() {
     let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
     let fingerprints: std::collections::BTreeSet<&str> = results
         .lines()
-        .map(|l| l.split("\"fingerprint\":\"").nth(1).unwrap().split('"').next().unwrap())
+        .map(|l| {
+            l.split("\"fingerprint\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
         .collect();
     assert_eq!(fingerprints.len(), 2, "{results}");
+}
+
+#[test]
+fn ignored_flags_and_mismatched_presets_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("few.bin");
+    let whole = std::fs::read(common::repo("data/cifar10/test_first1000.bin")).unwrap();
+    std::fs::write(&file, &whole[..20 * 3073]).unwrap();
+    let stderr = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_robust-eval"))
+            .args(args)
+            .arg("--out-dir")
+            .arg(tmp.path().join("out"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = stderr(&["eval", "--data", file.to_str().unwrap(), "--split", "train"]);
+    assert!(e.contains("--split train is ignored"), "{e}");
+    let e = stderr(&[
+        "corrupt",
+        "--preset",
+        "imagenet",
+        "--corruptions",
+        "fog",
+        "--severity",
+        "1",
+        "--limit",
+        "5",
+    ]);
+    assert!(e.contains("imagenet preset is tuned for 224×224"), "{e}");
 }

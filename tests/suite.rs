@@ -409,9 +409,15 @@ fn a_damaged_journal_is_named_and_its_cell_recomputed_never_counted() {
     let lines: Vec<String> = text.lines().map(String::from).collect();
     let damages: [(&str, Box<dyn Fn(&mut Vec<String>)>); 4] = [
         ("a duplicated row", Box::new(|l| l[3] = l[2].clone())),
-        ("a flipped byte", Box::new(|l| l[3] = l[3].replacen(',', ";", 1))),
+        (
+            "a flipped byte",
+            Box::new(|l| l[3] = l[3].replacen(',', ";", 1)),
+        ),
         ("another header", Box::new(|l| l[0] = "index,label".into())),
-        ("an image out of range", Box::new(|l| l[3] = format!("9999{}", l[3]))),
+        (
+            "an image out of range",
+            Box::new(|l| l[3] = format!("9999{}", l[3])),
+        ),
     ];
     for (what, damage) in damages {
         let mut damaged = lines.clone();
@@ -419,7 +425,11 @@ fn a_damaged_journal_is_named_and_its_cell_recomputed_never_counted() {
         fs::write(journal, damaged.join("\n") + "\n").unwrap();
         run().unwrap();
         assert_eq!(fs::read(out.join("samples.csv")).unwrap(), sound, "{what}");
-        assert_eq!(fs::read_to_string(journal).unwrap().lines().count(), lines.len(), "{what}");
+        assert_eq!(
+            fs::read_to_string(journal).unwrap().lines().count(),
+            lines.len(),
+            "{what}"
+        );
     }
     // An empty journal (as a full disk leaves it) restarts its cell too.
     fs::write(journal, "").unwrap();

@@ -48,9 +48,9 @@ pub struct DataArgs {
     /// Default: the 1000 bundled CIFAR-10 test images.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Which split of a CIFAR directory to read.
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    /// Which split of a CIFAR directory to read (default: test).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Use only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -106,7 +106,16 @@ impl ModelArgs {
 
 impl DataArgs {
     pub fn config(&self) -> Result<DataConfig> {
-        let split = match self.split.as_str() {
+        if let (Some(split), Some(path)) = (&self.split, &self.data) {
+            if path.is_file() {
+                eprintln!(
+                    "warning: --split {split} is ignored: {} is a single file (the split picks \
+                     the files of a CIFAR directory)",
+                    path.display()
+                );
+            }
+        }
+        let split = match self.split.as_deref().unwrap_or("test") {
             "train" => Split::Train,
             "test" => Split::Test,
             other => {

@@ -79,6 +79,19 @@ pub fn run(args: CorruptArgs) -> Result<CorruptionReport> {
         None if kind == DatasetKind::Imagenet => Preset::Imagenet,
         None => Preset::Cifar,
     };
+    if args.from.is_none() && (preset == Preset::Imagenet) != (kind == DatasetKind::Imagenet) {
+        eprintln!(
+            "warning: the {} preset is tuned for {} images but the data are {}: its severities do \
+             not mean what they mean in the published sets",
+            args.preset.as_deref().unwrap_or_default(),
+            if preset == Preset::Imagenet {
+                "224×224 ImageNet"
+            } else {
+                "32×32 CIFAR"
+            },
+            kind.name()
+        );
+    }
     let mut plan = single_model_plan(
         "corrupt",
         &args.model,

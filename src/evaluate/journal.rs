@@ -30,12 +30,8 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
         Some(end) => &text[..=end],
         None => return Ok(rows), // empty, or a header cut short
     };
-    let text = std::str::from_utf8(complete).map_err(|_| {
-        Error::file(
-            path,
-            "journal is not UTF-8 text (damaged)",
-        )
-    })?;
+    let text = std::str::from_utf8(complete)
+        .map_err(|_| Error::file(path, "journal is not UTF-8 text (damaged)"))?;
     let mut lines = text.lines();
     if lines.next() != Some(header().as_str()) {
         return Err(Error::file(
@@ -45,12 +41,8 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
     }
     for (number, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
-        let damaged = |why: String| {
-            Error::file(
-                path,
-                format!("line {} is damaged ({why})", number + 2),
-            )
-        };
+        let damaged =
+            |why: String| Error::file(path, format!("line {} is damaged ({why})", number + 2));
         let row = SampleRow::parse(&fields).map_err(damaged)?;
         if row.index >= n {
             return Err(damaged(format!("image {} outside 0..{n}", row.index)));
