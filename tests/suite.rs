@@ -389,6 +389,9 @@ fn a_busy_directory_is_refused_and_a_stale_lock_removed() {
     assert!(!lock.exists());
 }
 
+/// An edit of a journal's lines.
+type Damage = fn(&mut Vec<String>);
+
 #[test]
 fn a_damaged_journal_is_named_and_its_cell_recomputed_never_counted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -407,17 +410,11 @@ fn a_damaged_journal_is_named_and_its_cell_recomputed_never_counted() {
     let journal = &common::journals(&out)[0];
     let text = fs::read_to_string(journal).unwrap();
     let lines: Vec<String> = text.lines().map(String::from).collect();
-    let damages: [(&str, Box<dyn Fn(&mut Vec<String>)>); 4] = [
-        ("a duplicated row", Box::new(|l| l[3] = l[2].clone())),
-        (
-            "a flipped byte",
-            Box::new(|l| l[3] = l[3].replacen(',', ";", 1)),
-        ),
-        ("another header", Box::new(|l| l[0] = "index,label".into())),
-        (
-            "an image out of range",
-            Box::new(|l| l[3] = format!("9999{}", l[3])),
-        ),
+    let damages: [(&str, Damage); 4] = [
+        ("a duplicated row", |l| l[3] = l[2].clone()),
+        ("a flipped byte", |l| l[3] = l[3].replacen(',', ";", 1)),
+        ("another header", |l| l[0] = "index,label".into()),
+        ("an image out of range", |l| l[3] = format!("9999{}", l[3])),
     ];
     for (what, damage) in damages {
         let mut damaged = lines.clone();
