@@ -596,3 +596,74 @@ fn ignored_flags_and_mismatched_presets_are_warned_about() {
     ]);
     assert!(e.contains("imagenet preset is tuned for 224×224"), "{e}");
 }
+
+#[test]
+fn replacing_the_weights_behind_a_path_makes_a_new_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("w.bpk");
+    let out = tmp.path().join("out");
+    let args = [
+        "eval",
+        "--checkpoint",
+        file.to_str().unwrap(),
+        "--limit",
+        "30",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    edited_resnet20(&file, 0, |_| {});
+    cli(&args).unwrap();
+    edited_resnet20(&file, 4, |v| v.iter_mut().for_each(|x| *x *= 1.01));
+    cli(&args).unwrap();
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let weights: std::collections::BTreeSet<&str> = results
+        .lines()
+        .map(|l| {
+            l.split("\"weights_sha256\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(weights.len(), 2, "{results}");
+}
+
+#[test]
+fn a_torn_journal_tail_is_cut_off_and_recomputed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "eval",
+        "--limit",
+        "50",
+        "--batch-size",
+        "10",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    cli(&args).unwrap();
+    let sound = std::fs::read(out.join("samples.csv")).unwrap();
+    let journal = common::journals(&out).remove(0);
+    let whole = std::fs::read(&journal).unwrap();
+    let record = journal.with_extension("json");
+    let finished = std::fs::read_to_string(&record).unwrap();
+    // As a kill leaves it: the cell still running, the last row without its newline, or half
+    // a row.
+    for cut in [whole.len() - 1, whole.len() - 20] {
+        std::fs::write(&journal, &whole[..cut]).unwrap();
+        std::fs::write(&record, finished.replace("\"finished\"", "\"running\"")).unwrap();
+        cli(&args).unwrap();
+        assert_eq!(
+            std::fs::read(out.join("samples.csv")).unwrap(),
+            sound,
+            "cut at {cut}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&journal).unwrap().lines().count(),
+            51,
+            "cut at {cut}"
+        );
+    }
+}
