@@ -132,6 +132,21 @@ pub struct EvalRequest<'a, B: Backend> {
     pub progress: &'a ProgressBar,
 }
 
+/// Non-finite logits mean broken weights or inputs: an error, never an accuracy.
+pub fn check_finite_logits(logits: &[f32], batch: &Batch, label: &str) -> Result<()> {
+    let classes = logits.len() / batch.len().max(1);
+    if let Some(position) = logits.iter().position(|v| !v.is_finite()) {
+        let image = batch.indices[position / classes.max(1)];
+        return Err(Error::input(format!(
+            "{label} produced non-finite logits (first at image {image}, in the batch of images \
+             {}–{}): its weights or the input are broken",
+            batch.indices[0],
+            batch.indices[batch.len() - 1]
+        )));
+    }
+    Ok(())
+}
+
 /// Clean accuracy of the model on the requested images. `on_batch` sees each batch's
 /// predictions as soon as they exist (for journaling).
 pub fn evaluate<B: ConvBackend>(
@@ -146,6 +161,13 @@ pub fn evaluate<B: ConvBackend>(
         request.batch_size,
         |batch| {
             let logits = request.model.forward(batch.images::<B>(request.device));
+            let values: Vec<f32> = logits
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 logits");
+            check_finite_logits(&values, &batch, "the model")?;
             let batch_predictions = predictions_from_logits(logits, &batch);
             on_batch(&batch_predictions)?;
             predictions.extend(batch_predictions);

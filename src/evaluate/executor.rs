@@ -8,7 +8,7 @@ use crate::adversarial::{attack_batch, AttackDriver, FrozenNetwork};
 use crate::corrupted::{premade_open, CorruptedSet};
 use crate::data::{Batch, Dataset, DatasetKind};
 use crate::error::{Error, Result};
-use crate::eval::predictions_from_logits;
+use crate::eval::{check_finite_logits, predictions_from_logits};
 use crate::evaluate::condition::{Condition, CorruptionSource};
 use crate::evaluate::plan::{Defense, ModelEntry};
 use crate::evaluate::sample::SampleRow;
@@ -194,7 +194,7 @@ pub fn execute<B: ConvBackend>(
         Condition::Clean | Condition::Corruption { .. } => {
             let logits = slot.clean.forward(batch.images::<B>(device));
             let values = logits_vec(logits.clone());
-            check_finite(&values, batch, &slot.entry.label)?;
+            check_finite_logits(&values, batch, &slot.entry.label)?;
             let predictions = predictions_from_logits(logits, batch);
             let seconds = share(batch.len());
             Ok(BatchOutput {
@@ -215,7 +215,7 @@ pub fn execute<B: ConvBackend>(
             // A model that is broken on the clean images is reported as such, not as a failure
             // of the attack.
             let clean = logits_vec(slot.clean.forward(batch.images::<B>(device)));
-            check_finite(&clean, batch, &slot.entry.label)?;
+            check_finite_logits(&clean, batch, &slot.entry.label)?;
             let model = slot.attacked(device)?;
             let attacked = attack_batch(&a.config, model, batch, driver, device)?;
             if let Some(r) = attacked.records.iter().find(|r| !r.loss.is_finite()) {
@@ -249,19 +249,4 @@ fn logits_vec<B: burn::tensor::backend::Backend>(logits: burn::tensor::Tensor<B,
         .convert::<f32>()
         .to_vec::<f32>()
         .expect("f32 logits")
-}
-
-/// Non-finite logits mean broken weights or inputs: an error, never an accuracy.
-fn check_finite(logits: &[f32], batch: &Batch, label: &str) -> Result<()> {
-    let classes = logits.len() / batch.len().max(1);
-    if let Some(position) = logits.iter().position(|v| !v.is_finite()) {
-        let image = batch.indices[position / classes.max(1)];
-        return Err(Error::input(format!(
-            "{label} produced non-finite logits (first at image {image}, in the batch of images \
-             {}–{}): its weights or the input are broken",
-            batch.indices[0],
-            batch.indices[batch.len() - 1]
-        )));
-    }
-    Ok(())
 }
