@@ -132,6 +132,14 @@ fn with_wilson(p: f64, n: usize) -> String {
     format!("{} ({:.1}–{:.1})", percent(p), 100.0 * low, 100.0 * high)
 }
 
+/// A cell's proportion `metric` with its Wilson interval, or a dash.
+fn metric_text(cell: Option<&StoredCell>, metric: &str) -> String {
+    match cell.and_then(|c| Some((c.result.metric(metric)?, c.result.n))) {
+        Some((v, n)) => with_wilson(v, n),
+        None => "–".into(),
+    }
+}
+
 fn with_stderr(mean: f64, se: f64) -> String {
     format!("{} ±{:.2}", percent(mean), 100.0 * se)
 }
@@ -227,12 +235,7 @@ fn clean_section(group: &Group) -> Vec<Block> {
         let mut row = vec![name.to_string()];
         for column in &group.columns {
             let cell = group.find(column, |c| c.record["columns"]["kind"] == "clean");
-            row.push(
-                match cell.and_then(|c| c.result.metric(metric).map(|v| (v, c.result.n))) {
-                    Some((v, n)) => with_wilson(v, n),
-                    None => "–".into(),
-                },
-            );
+            row.push(metric_text(cell, metric));
         }
         rows.push(row);
     }
@@ -268,6 +271,9 @@ fn attack_title(cell: &StoredCell) -> String {
     let restarts = c["restarts"].as_u64().unwrap_or(1);
     if restarts > 1 {
         details.push(format!("{restarts} restarts"));
+    }
+    if let Some(eot) = attack["eot"].as_u64().filter(|e| *e > 1) {
+        details.push(format!("EOT {eot}"));
     }
     if attack["random_start"] == true {
         details.push("random start".into());
@@ -317,51 +323,20 @@ fn attack_section(group: &Group, prefix: &str) -> Result<Vec<Block>> {
             .partial_cmp(&(attack_family(b), eps_value(b)))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    // One row per distinct condition (the same condition for every model column).
-    let mut conditions: Vec<(String, String)> = Vec::new();
-    for cell in &attacks {
-        let id = (attack_family(cell), text(&cell.record["condition_label"]));
-        let id = (id.0, format!("{}|{}", id.1, attack_title(cell)));
-        if !conditions.contains(&id) {
-            conditions.push(id);
-        }
-    }
-    let same = |cell: &StoredCell, id: &(String, String)| {
-        attack_family(cell) == id.0
-            && format!(
-                "{}|{}",
-                text(&cell.record["condition_label"]),
-                attack_title(cell)
-            ) == id.1
-    };
-    let mut rows = Vec::new();
+    // One row per distinct condition: its title spells out every setting.
+    let mut titles: Vec<String> = attacks.iter().map(|c| attack_title(c)).collect();
+    titles.dedup();
     let mut clean_row = vec!["clean (same images)".to_string()];
     for column in &group.columns {
         let cell = group.find(column, |c| c.record["columns"]["kind"] == "attack");
-        clean_row.push(
-            match cell.and_then(|c| c.result.metric("clean_accuracy").map(|v| (v, c.result.n))) {
-                Some((v, n)) => with_wilson(v, n),
-                None => "–".into(),
-            },
-        );
+        clean_row.push(metric_text(cell, "clean_accuracy"));
     }
-    rows.push(clean_row);
-    for id in &conditions {
-        let title =
-            id.1.split_once('|')
-                .map(|x| x.1)
-                .unwrap_or_default()
-                .to_string();
-        let mut row = vec![title];
+    let mut rows = vec![clean_row];
+    for title in titles {
+        let mut row = vec![title.clone()];
         for column in &group.columns {
-            let cell = group.find(column, |c| same(c, id));
-            row.push(
-                match cell.and_then(|c| c.result.metric("robust_accuracy").map(|v| (v, c.result.n)))
-                {
-                    Some((v, n)) => with_wilson(v, n),
-                    None => "–".into(),
-                },
-            );
+            let cell = group.find(column, |c| attack_title(c) == title);
+            row.push(metric_text(cell, "robust_accuracy"));
         }
         rows.push(row);
     }
