@@ -6,40 +6,14 @@ mod common;
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
 use common::cli;
 use robust_eval::data::DatasetKind;
 use robust_eval::device::Cpu;
 use robust_eval::models::ModelConfig;
 
-/// Applies `edit` to the values of every parameter of rank `rank` of the bundled ResNet-20 and
-/// saves the result as a native checkpoint.
+/// The bundled ResNet-20 with `edit` applied to every parameter of rank `rank`, saved natively.
 fn edited_resnet20(file: &Path, rank: usize, edit: fn(&mut [f32])) {
-    struct Edit(usize, fn(&mut [f32]));
-    impl<B: Backend> ModuleMapper<B> for Edit {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            let (id, tensor, mapper) = param.consume();
-            if D != self.0 {
-                return Param::from_mapped_value(id, tensor, mapper);
-            }
-            let (shape, device) = (tensor.shape(), tensor.device());
-            let mut values: Vec<f32> = tensor.into_data().to_vec().unwrap();
-            (self.1)(&mut values);
-            let tensor = Tensor::from_data(TensorData::new(values, shape), &device);
-            Param::from_mapped_value(id, tensor, mapper)
-        }
-    }
-    let config = ModelConfig {
-        name: Some("resnet20".into()),
-        ..ModelConfig::default()
-    };
-    let network = config
-        .load::<Cpu>(DatasetKind::Cifar10, &Default::default())
-        .unwrap()
-        .network
-        .map(&mut Edit(rank, edit));
-    robust_eval::checkpoint::save(&network, file).unwrap();
+    common::edited_bundled("resnet20", file, rank, edit);
 }
 
 fn error_of(args: &[&str]) -> String {
@@ -550,19 +524,8 @@ fn data_is_identified_by_every_image_not_by_its_path() {
     changed[50 * 3073 + 1 + 1000] ^= 0x40;
     std::fs::write(&file, &changed).unwrap();
     cli(&args).unwrap();
-    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
-    let fingerprints: std::collections::BTreeSet<&str> = results
-        .lines()
-        .map(|l| {
-            l.split("\"fingerprint\":\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(fingerprints.len(), 2, "{results}");
+    let fingerprints = common::distinct_in_results(&out, "/data/fingerprint");
+    assert_eq!(fingerprints.len(), 2, "{fingerprints:?}");
 }
 
 #[test]
@@ -615,19 +578,8 @@ fn replacing_the_weights_behind_a_path_makes_a_new_cell() {
     cli(&args).unwrap();
     edited_resnet20(&file, 4, |v| v.iter_mut().for_each(|x| *x *= 1.01));
     cli(&args).unwrap();
-    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
-    let weights: std::collections::BTreeSet<&str> = results
-        .lines()
-        .map(|l| {
-            l.split("\"weights_sha256\":\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(weights.len(), 2, "{results}");
+    let weights = common::distinct_in_results(&out, "/model/weights_sha256");
+    assert_eq!(weights.len(), 2, "{weights:?}");
 }
 
 #[test]

@@ -10,14 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
 use common::repo;
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, Normal};
-use robust_eval::data::DatasetKind;
-use robust_eval::device::Cpu;
-use robust_eval::models::ModelConfig;
 use serde_json::Value;
 
 struct Run {
@@ -154,35 +149,14 @@ fn a_rerun_of_the_baseline_passes() {
 
 /// Bundled ResNet-18 with Gaussian noise of `scale` × each convolution's weight spread added.
 fn perturbed_resnet18(file: &Path, scale: f32) {
-    struct Jitter(StdRng, f32);
-    impl<B: Backend> ModuleMapper<B> for Jitter {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            let (id, tensor, mapper) = param.consume();
-            if D != 4 {
-                return Param::from_mapped_value(id, tensor, mapper);
-            }
-            let shape = tensor.shape();
-            let device = tensor.device();
-            let mut values: Vec<f32> = tensor.into_data().to_vec().unwrap();
-            let spread = (values.iter().map(|v| v * v).sum::<f32>() / values.len() as f32).sqrt();
-            let normal = Normal::new(0.0, self.1 * spread).unwrap();
-            for v in &mut values {
-                *v += normal.sample(&mut self.0);
-            }
-            let tensor = Tensor::from_data(TensorData::new(values, shape), &device);
-            Param::from_mapped_value(id, tensor, mapper)
+    let mut rng = StdRng::seed_from_u64(7);
+    common::edited_bundled("resnet18", file, 4, |values| {
+        let spread = (values.iter().map(|v| v * v).sum::<f32>() / values.len() as f32).sqrt();
+        let normal = Normal::new(0.0, scale * spread).unwrap();
+        for v in values.iter_mut() {
+            *v += normal.sample(&mut rng);
         }
-    }
-    let config = ModelConfig {
-        name: Some("resnet18".into()),
-        ..ModelConfig::default()
-    };
-    let network = config
-        .load::<Cpu>(DatasetKind::Cifar10, &Default::default())
-        .unwrap()
-        .network;
-    let network = network.map(&mut Jitter(StdRng::seed_from_u64(7), scale));
-    robust_eval::checkpoint::save(&network, file).unwrap();
+    });
 }
 
 #[test]

@@ -97,3 +97,48 @@ pub fn journals(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Saves the bundled CIFAR-10 `model` as a native checkpoint with `edit` applied to the values of
+/// every parameter of rank `rank` (4: convolution kernels, 2: the classifier).
+pub fn edited_bundled(model: &str, file: &Path, rank: usize, edit: impl FnMut(&mut [f32])) {
+    use burn::module::{Module, ModuleMapper, Param};
+    struct Edit<F>(usize, F);
+    impl<Bk: burn::tensor::backend::Backend, F: FnMut(&mut [f32])> ModuleMapper<Bk> for Edit<F> {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: Param<Tensor<Bk, D>>,
+        ) -> Param<Tensor<Bk, D>> {
+            let (id, tensor, mapper) = param.consume();
+            if D != self.0 {
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let (shape, device) = (tensor.shape(), tensor.device());
+            let mut values: Vec<f32> = tensor.into_data().to_vec().unwrap();
+            (self.1)(&mut values);
+            let tensor = Tensor::from_data(TensorData::new(values, shape), &device);
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    let config = robust_eval::models::ModelConfig {
+        name: Some(model.into()),
+        ..Default::default()
+    };
+    let network = config
+        .load::<Cpu>(robust_eval::data::DatasetKind::Cifar10, &Default::default())
+        .unwrap()
+        .network
+        .map(&mut Edit(rank, edit));
+    robust_eval::checkpoint::save(&network, file).unwrap();
+}
+
+/// The distinct values at a JSON pointer over the cells of a results directory.
+pub fn distinct_in_results(dir: &Path, pointer: &str) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.pointer(pointer).unwrap().as_str().unwrap().to_string()
+        })
+        .collect()
+}
