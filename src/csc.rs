@@ -149,6 +149,15 @@ struct StepState {
     warm_vectors: HashMap<[usize; 2], Vec<f32>>,
 }
 
+/// λ of one solve for each sample of a batch, overriding the layer's own λ.
+#[derive(Clone, Debug)]
+pub enum SampleLambda<B: Backend> {
+    /// Chosen outside the graph (one value per sample).
+    Values(Vec<f64>),
+    /// A tensor [N] that may carry gradients (a differentiable λ(x)).
+    Tensor(Tensor<B, 1>),
+}
+
 /// Code and per-sample statistics of one CSC solve.
 pub struct CscOutput<B: Backend> {
     /// Non-negative sparse code [N, C, H', W'].
@@ -241,16 +250,36 @@ impl<B: ConvBackend> CscLayer<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_lambda(x, None)
+    }
+
+    /// Solves with a λ per sample when `lambda` is given, else with the layer's λ.
+    pub fn forward_lambda(
+        &self,
+        x: Tensor<B, 4>,
+        lambda: Option<&SampleLambda<B>>,
+    ) -> Tensor<B, 4> {
         let dict = self.dictionary();
         let step = self.step_size(&dict, spatial(&x));
-        self.solve(x, &dict, step)
+        let threshold = self.threshold(&x, lambda, step);
+        self.solve(x, &dict, step, threshold)
     }
 
     /// Solves and also returns the per-sample reconstruction error and ‖z‖₁.
     pub fn forward_with_stats(&self, x: Tensor<B, 4>) -> CscOutput<B> {
+        self.forward_with_stats_lambda(x, None)
+    }
+
+    /// [`Self::forward_with_stats`] with an optional λ per sample.
+    pub fn forward_with_stats_lambda(
+        &self,
+        x: Tensor<B, 4>,
+        lambda: Option<&SampleLambda<B>>,
+    ) -> CscOutput<B> {
         let dict = self.dictionary();
         let step = self.step_size(&dict, spatial(&x));
-        let code = self.solve(x.clone(), &dict, step);
+        let threshold = self.threshold(&x, lambda, step);
+        let code = self.solve(x.clone(), &dict, step, threshold);
         let residual = x - self.synthesize(code.clone(), &dict);
         CscOutput {
             reconstruction_error: per_sample_sum(residual.square()),
@@ -311,9 +340,43 @@ impl<B: ConvBackend> CscLayer<B> {
         B::convolve(r, dict.clone(), None, self.config.conv_options())
     }
 
-    fn solve(&self, x: Tensor<B, 4>, dict: &Tensor<B, 4>, step: f64) -> Tensor<B, 4> {
-        let threshold = self.config.lambda * step;
-        let prox = |u: Tensor<B, 4>| relu(u.sub_scalar(threshold));
+    /// The soft threshold `λ·step`: the layer's scalar, or one value per sample as [N, 1, 1, 1].
+    fn threshold(
+        &self,
+        x: &Tensor<B, 4>,
+        lambda: Option<&SampleLambda<B>>,
+        step: f64,
+    ) -> Threshold<B> {
+        let n = x.dims()[0];
+        match lambda {
+            None => Threshold::Scalar(self.config.lambda * step),
+            Some(SampleLambda::Values(values)) => {
+                assert_eq!(values.len(), n, "one λ per sample");
+                // The same f64 product as the scalar path, so a constant λ gives the same code.
+                let t: Vec<f32> = values.iter().map(|l| (l * step) as f32).collect();
+                Threshold::Sample(Tensor::from_data(
+                    TensorData::new(t, [n, 1, 1, 1]),
+                    &x.device(),
+                ))
+            }
+            Some(SampleLambda::Tensor(values)) => {
+                assert_eq!(values.dims()[0], n, "one λ per sample");
+                Threshold::Sample(values.clone().mul_scalar(step).reshape([n, 1, 1, 1]))
+            }
+        }
+    }
+
+    fn solve(
+        &self,
+        x: Tensor<B, 4>,
+        dict: &Tensor<B, 4>,
+        step: f64,
+        threshold: Threshold<B>,
+    ) -> Tensor<B, 4> {
+        let prox = |u: Tensor<B, 4>| match &threshold {
+            Threshold::Scalar(t) => relu(u.sub_scalar(*t)),
+            Threshold::Sample(t) => relu(u - t.clone()),
+        };
         let gradient_step = |z: Tensor<B, 4>| {
             let residual = x.clone() - self.synthesize(z.clone(), dict);
             z + self.analyze_with(residual, dict).mul_scalar(step)
@@ -418,6 +481,11 @@ impl<B: ConvBackend> CscLayer<B> {
             .expect("f32 data");
         (l, vector)
     }
+}
+
+enum Threshold<B: Backend> {
+    Scalar(f64),
+    Sample(Tensor<B, 4>),
 }
 
 fn spatial<B: ConvBackend>(x: &Tensor<B, 4>) -> [usize; 2] {

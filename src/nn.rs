@@ -19,6 +19,9 @@ pub enum Mode {
     Eval,
     /// Batch statistics and momentum updates of the running statistics.
     Train,
+    /// Batch statistics, running statistics untouched: test-time BatchNorm adaptation. The
+    /// prediction for an image then depends on the rest of its batch.
+    BatchStats,
 }
 
 /// Uniform U(-bound, bound) tensor drawn on the host, so initialisation is identical on every backend.
@@ -148,6 +151,7 @@ impl<B: ConvBackend> BatchNorm2d<B> {
         match mode {
             Mode::Eval => self.forward_eval(x),
             Mode::Train => self.forward_train(x),
+            Mode::BatchStats => self.forward_batch_stats(x).0,
         }
     }
 
@@ -166,6 +170,21 @@ impl<B: ConvBackend> BatchNorm2d<B> {
     }
 
     fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, _, h, w] = x.dims();
+        let count = (n * h * w) as f64;
+        let (out, mean, var) = self.forward_batch_stats(x);
+        let unbiased = var.detach() * (count / (count - 1.0).max(1.0));
+        let running_mean =
+            self.running_mean.value_sync() * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM;
+        let running_var =
+            self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
+        self.running_mean.update(running_mean);
+        self.running_var.update(running_var);
+        out
+    }
+
+    /// Normalises with the batch's own mean and (biased) variance; returns them too.
+    fn forward_batch_stats(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
         let [n, c, h, w] = x.dims();
         let count = (n * h * w) as f64;
         // Reductions over the contiguous inner axis, then the batch: no transposed copies.
@@ -174,17 +193,9 @@ impl<B: ConvBackend> BatchNorm2d<B> {
         let mean = channel_sum(x.clone()).div_scalar(count);
         let centered = x - channel_view(mean.clone(), n);
         let var = channel_sum(centered.clone().square()).div_scalar(count);
-
-        let unbiased = var.clone().detach() * (count / (count - 1.0).max(1.0));
-        let running_mean =
-            self.running_mean.value_sync() * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM;
-        let running_var =
-            self.running_var.value_sync() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
-        self.running_mean.update(running_mean);
-        self.running_var.update(running_var);
-
-        let scale = self.weight.val() * var.add_scalar(BN_EPS).sqrt().recip();
-        centered * channel_view(scale, n) + channel_view(self.bias.val(), n)
+        let scale = self.weight.val() * var.clone().add_scalar(BN_EPS).sqrt().recip();
+        let out = centered * channel_view(scale, n) + channel_view(self.bias.val(), n);
+        (out, mean, var)
     }
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 
-use crate::csc::{CscConfig, CscLayer};
+use crate::csc::{CscConfig, CscLayer, SampleLambda};
 use crate::models::spec::CscSettings;
 use crate::nn::{BatchNorm2d, Conv2d, Mode};
 
@@ -64,17 +64,28 @@ impl<B: ConvBackend> ConvLayer<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_fed(x, &mut LambdaFeed::default())
+    }
+
+    /// A CSC layer takes the next per-sample λ of `lambdas` (if any); plain ones take none.
+    fn forward_fed(&self, x: Tensor<B, 4>, lambdas: &mut LambdaFeed<'_, B>) -> Tensor<B, 4> {
         match self {
             Self::Plain(conv) => conv.forward(x),
-            Self::Sparse(csc) => csc.forward(x),
+            Self::Sparse(csc) => csc.forward_lambda(x, lambdas.next()),
         }
     }
 
     /// This convolution followed by `bn`; plain convolutions fold inference-mode BatchNorm in.
-    pub fn forward_bn(&self, x: Tensor<B, 4>, bn: &BatchNorm2d<B>, mode: Mode) -> Tensor<B, 4> {
+    pub fn forward_bn(
+        &self,
+        x: Tensor<B, 4>,
+        bn: &BatchNorm2d<B>,
+        mode: Mode,
+        lambdas: &mut LambdaFeed<'_, B>,
+    ) -> Tensor<B, 4> {
         match (self, mode) {
             (Self::Plain(conv), Mode::Eval) => conv.forward_folded(x, bn),
-            _ => bn.forward(self.forward(x), mode),
+            _ => bn.forward(self.forward_fed(x, lambdas), mode),
         }
     }
 
@@ -90,6 +101,37 @@ impl<B: ConvBackend> ConvLayer<B> {
             Self::Sparse(csc) => Some(csc),
             Self::Plain(_) => None,
         }
+    }
+}
+
+/// Per-sample λ for the CSC layers of a network, in forward order; layers past the end (or
+/// given `None`) use their own λ.
+pub struct LambdaFeed<'a, B: Backend> {
+    layers: &'a [Option<SampleLambda<B>>],
+    position: usize,
+}
+
+impl<B: Backend> Default for LambdaFeed<'_, B> {
+    fn default() -> Self {
+        Self {
+            layers: &[],
+            position: 0,
+        }
+    }
+}
+
+impl<'a, B: Backend> LambdaFeed<'a, B> {
+    pub fn new(layers: &'a [Option<SampleLambda<B>>]) -> Self {
+        Self {
+            layers,
+            position: 0,
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a SampleLambda<B>> {
+        let item = self.layers.get(self.position).and_then(Option::as_ref);
+        self.position += 1;
+        item
     }
 }
 
@@ -112,8 +154,13 @@ pub struct Stem<B: Backend> {
 }
 
 impl<B: ConvBackend> Stem<B> {
-    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let mut out = self.conv.forward_bn(x, &self.bn, mode);
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        lambdas: &mut LambdaFeed<'_, B>,
+    ) -> Tensor<B, 4> {
+        let mut out = self.conv.forward_bn(x, &self.bn, mode, lambdas);
         if self.style.relu {
             out = relu(out);
         }
@@ -121,7 +168,7 @@ impl<B: ConvBackend> Stem<B> {
             out = max_pool2d(out, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         if let Some(csc) = &self.pool_csc {
-            out = csc.forward(out);
+            out = csc.forward_lambda(out, lambdas.next());
         }
         out
     }
@@ -165,19 +212,24 @@ pub struct BasicBlock<B: Backend> {
 }
 
 impl<B: ConvBackend> BasicBlock<B> {
-    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let mut out = self.conv1.forward_bn(x.clone(), &self.bn1, mode);
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        lambdas: &mut LambdaFeed<'_, B>,
+    ) -> Tensor<B, 4> {
+        let mut out = self.conv1.forward_bn(x.clone(), &self.bn1, mode, lambdas);
         if self.style.inner_relu {
             out = relu(out);
         }
-        out = self.conv2.forward_bn(out, &self.bn2, mode);
+        out = self.conv2.forward_bn(out, &self.bn2, mode, lambdas);
         match self.style.residual {
             Residual::None => out,
             Residual::Identity => {
                 let skip = match &self.shortcut {
                     Some(p) => match mode {
                         Mode::Eval => p.conv.forward_folded(x, &p.bn),
-                        Mode::Train => p.bn.forward(p.conv.forward(x), mode),
+                        Mode::Train | Mode::BatchStats => p.bn.forward(p.conv.forward(x), mode),
                     },
                     None => x,
                 };

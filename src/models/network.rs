@@ -8,9 +8,9 @@ use burn_store::ModuleSnapshot;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::csc::{CscConfig, CscLayer, CscOutput, Solver};
+use crate::csc::{CscConfig, CscLayer, CscOutput, SampleLambda, Solver};
 use crate::models::blocks::{
-    BasicBlock, BlockStyle, ConvLayer, ConvShape, Projection, Residual, Stem, StemStyle,
+    BasicBlock, BlockStyle, ConvLayer, ConvShape, LambdaFeed, Projection, Residual, Stem, StemStyle,
 };
 use crate::models::spec::{Arch, Domain, ModelSpec};
 use crate::nn::{channel_view, BatchNorm2d, Conv2d, Linear, Mode};
@@ -75,9 +75,21 @@ impl<B: ConvBackend> Network<B> {
     }
 
     pub fn forward_mode(&self, images: Tensor<B, 4>, mode: Mode) -> Tensor<B, 2> {
-        let mut x = self.stem.forward(self.normalize(images), mode);
+        self.forward_lambdas(images, mode, &[])
+    }
+
+    /// Logits with a λ per sample for the CSC layers given (forward order, see
+    /// [`Self::csc_layer_names`]); the others keep their own λ.
+    pub fn forward_lambdas(
+        &self,
+        images: Tensor<B, 4>,
+        mode: Mode,
+        lambdas: &[Option<SampleLambda<B>>],
+    ) -> Tensor<B, 2> {
+        let mut feed = LambdaFeed::new(lambdas);
+        let mut x = self.stem.forward(self.normalize(images), mode, &mut feed);
         for block in self.stages.iter().flatten() {
-            x = block.forward(x, mode);
+            x = block.forward(x, mode, &mut feed);
         }
         let [n, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
@@ -87,10 +99,67 @@ impl<B: ConvBackend> Network<B> {
     /// Code and per-sample statistics of the first CSC layer (the stem) on these images.
     /// `None` for networks without CSC layers.
     pub fn first_csc_output(&self, images: Tensor<B, 4>) -> Option<CscOutput<B>> {
+        self.first_csc_output_lambda(images, None)
+    }
+
+    /// [`Self::first_csc_output`] with an optional λ per sample.
+    pub fn first_csc_output_lambda(
+        &self,
+        images: Tensor<B, 4>,
+        lambda: Option<&SampleLambda<B>>,
+    ) -> Option<CscOutput<B>> {
         match &self.stem.conv {
-            ConvLayer::Sparse(csc) => Some(csc.forward_with_stats(self.normalize(images))),
+            ConvLayer::Sparse(csc) => {
+                Some(csc.forward_with_stats_lambda(self.normalize(images), lambda))
+            }
             ConvLayer::Plain(_) => None,
         }
+    }
+
+    /// The names of the CSC layers in forward order, as in the official state dicts
+    /// (`layer0`, `layer1.0.conv1`, …): what schedules name layers by.
+    pub fn csc_layer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.stem.conv.csc().is_some() {
+            names.push("layer0".to_string());
+        }
+        if self.stem.pool_csc.is_some() {
+            names.push("layer0.pool".to_string());
+        }
+        for (stage, blocks) in self.stages.iter().enumerate() {
+            for (index, block) in blocks.iter().enumerate() {
+                for (conv, name) in [(&block.conv1, "conv1"), (&block.conv2, "conv2")] {
+                    if conv.csc().is_some() {
+                        names.push(format!("layer{}.{index}.{name}", stage + 1));
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// λ of each CSC layer, in forward order.
+    pub fn csc_lambdas(&self) -> Vec<f64> {
+        let mut lambdas = Vec::new();
+        if let Some(csc) = self.stem.conv.csc() {
+            lambdas.push(csc.lambda());
+        }
+        if let Some(csc) = &self.stem.pool_csc {
+            lambdas.push(csc.lambda());
+        }
+        for block in self.stages.iter().flatten() {
+            for conv in [&block.conv1, &block.conv2] {
+                if let Some(csc) = conv.csc() {
+                    lambdas.push(csc.lambda());
+                }
+            }
+        }
+        lambdas
+    }
+
+    /// Sets λ of CSC layer `index` (forward order).
+    pub fn set_layer_lambda(&mut self, index: usize, lambda: f64) {
+        self.csc_layers_mut()[index].set_lambda(lambda);
     }
 
     /// Every CSC layer in forward order.
