@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::budget::{check_budget, BudgetViolation};
 use crate::gradient::{argmax, cross_entropy};
-use crate::{Attack, Classifier, Goal, Images};
+use crate::{Attack, Classifier, Goal, Images, Rows};
 
 /// The result of attacking one batch.
 pub struct Outcome<B: AutodiffBackend> {
@@ -62,13 +62,17 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         );
         let sub_images = images.clone().select(0, index);
         let sub_goal = goal.subset(&active);
-        let perturbed = attack.perturb(model, sub_images, &sub_goal, restart);
+        let sub_model = Rows {
+            model,
+            rows: &active,
+        };
+        let perturbed = attack.perturb(&sub_model, sub_images, &sub_goal, restart);
         if restart == 0 {
             for (&i, &zero) in active.iter().zip(&perturbed.zero_gradient) {
                 zero_gradient[i] = zero;
             }
         }
-        let logits = logits_of(model, &perturbed.images);
+        let logits = logits_of(&sub_model, &perturbed.images);
         let predictions = argmax(logits.clone());
         let losses = objective(logits, &sub_goal);
         let adv_pixels = to_vec(perturbed.images);

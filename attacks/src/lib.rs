@@ -44,6 +44,26 @@ use burn::tensor::Tensor;
 /// their parameters out of the autodiff graph, so that attacks only compute input gradients.
 pub trait Classifier<B: AutodiffBackend> {
     fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2>;
+
+    /// Logits of `images`, which are the rows `rows` of the batch given to [`run`] (the driver
+    /// attacks the samples not yet broken as sub-batches). Classifiers that keep per-sample state
+    /// (a defense holding each sample's λ) use `rows`; the others need not implement it.
+    fn logits_rows(&self, images: Tensor<B, 4>, rows: &[usize]) -> Tensor<B, 2> {
+        let _ = rows;
+        self.logits(images)
+    }
+}
+
+/// The rows `rows` of a batch, as a classifier of their own.
+pub(crate) struct Rows<'a, M> {
+    pub model: &'a M,
+    pub rows: &'a [usize],
+}
+
+impl<B: AutodiffBackend, M: Classifier<B>> Classifier<B> for Rows<'_, M> {
+    fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.model.logits_rows(images, self.rows)
+    }
 }
 
 /// The distance that bounds a perturbation.
