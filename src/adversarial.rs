@@ -244,9 +244,10 @@ pub struct AttackDriver {
 }
 
 /// Attacks one batch: targets, restarts keeping the per-sample worst case, and the budget check.
-pub fn attack_batch<B, A>(
+pub fn attack_batch<B, A, M>(
     attack: &A,
-    model: &FrozenNetwork<B>,
+    model: &M,
+    num_classes: usize,
     batch: &Batch,
     driver: AttackDriver,
     device: &B::Device,
@@ -254,8 +255,8 @@ pub fn attack_batch<B, A>(
 where
     B: ConvBackend + AutodiffBackend,
     A: Attack<B>,
+    M: Classifier<B>,
 {
-    let num_classes = model.network().spec().num_classes;
     if let Targeting::Class(k) = driver.targeting {
         if k >= num_classes {
             return Err(Error::input(format!(

@@ -1,6 +1,6 @@
 //! robust-eval: robustness evaluation of image classifiers, built around SDNet.
 //!
-//! Layout: [`csc`] (the sparse-coding layer), [`nn`] (PyTorch-layout layers), [`models`] (the zoo),
+//! Layout: [`csc`] (the sparse-coding layer), [`defense`] (λ schedules, BatchNorm adaptation), [`nn`] (PyTorch-layout layers), [`models`] (the zoo),
 //! [`data`] (CIFAR binaries, ImageNet folders), [`checkpoint`] (native format, PyTorch import),
 //! [`eval`] (clean predictions), [`adversarial`] and [`corrupted`] (attacked and corrupted images),
 //! [`evaluate`] (plans of cells and the one run loop), [`suite`] (benchmark suites, shards),
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod corrupted;
 pub mod csc;
 pub mod data;
+pub mod defense;
 pub mod device;
 pub mod error;
 pub mod eval;

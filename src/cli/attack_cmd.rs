@@ -6,9 +6,10 @@ use clap::Args;
 
 use crate::adversarial::{parse_norm, AttackSummary, Budget, Targeting};
 use crate::cli::common::{single_model_plan, DataArgs, ModelArgs, RunArgs};
+use crate::defense::AttackMode;
 use crate::error::Result;
 use crate::evaluate::summary::attack_summary;
-use crate::evaluate::{run as run_plan, AttackName, AttackOptions, CellOutcome};
+use crate::evaluate::{run as run_plan, AttackName, AttackOptions, CellOutcome, Defense};
 
 #[derive(Args, Clone, Debug)]
 pub struct AttackArgs {
@@ -34,6 +35,12 @@ pub struct AttackArgs {
     /// Forward passes averaged per gradient (expectation over transformation).
     #[arg(long, default_value_t = 1)]
     pub eot: usize,
+    /// How a defended model (--defense, --bn-adapt) is attacked, a comma-separated list:
+    /// adaptive (through the whole defense, λ re-selected every step), static (λ held at the
+    /// clean image's choice, BatchNorm not adapted) and transfer (crafted on the undefended
+    /// model). Every one is scored on the defended model.
+    #[arg(long, default_value = "adaptive")]
+    pub attack_mode: String,
     /// Directory for the adversarial images (float32 .npy [N, 3, H, W], one file per ε).
     #[arg(long)]
     pub export: Option<PathBuf>,
@@ -147,8 +154,10 @@ pub fn run(spec: AttackSpec, args: AttackArgs) -> Result<Vec<EpsResult>> {
         restarts: args.restarts,
         targeting: args.targeted.parse::<Targeting>()?,
         eot: args.eot,
+        modes: parse_modes(&args.attack_mode)?,
         ..AttackOptions::new(spec.attack, norm, budgets.clone())
     };
+    let modes = options.modes.len();
     let command = format!("{:?}", spec.attack).to_lowercase();
     let mut plan = single_model_plan(
         &command,
@@ -158,6 +167,13 @@ pub fn run(spec: AttackSpec, args: AttackArgs) -> Result<Vec<EpsResult>> {
         args.name.as_deref(),
     )?;
     plan.conditions = options.conditions()?;
+    if plan.models[0].defense == Defense::None && options.modes != [AttackMode::Adaptive] {
+        eprintln!(
+            "warning: --attack-mode {}: without --defense or --bn-adapt every mode attacks the \
+             same model",
+            args.attack_mode
+        );
+    }
     plan.exports.adversarial = args.export.clone();
     for condition in &plan.conditions {
         for warning in condition.warnings() {
@@ -176,12 +192,23 @@ pub fn run(spec: AttackSpec, args: AttackArgs) -> Result<Vec<EpsResult>> {
         .cells
         .iter()
         .map(|cell| EpsResult {
-            eps: budgets[cell.condition].clone(),
+            eps: budgets[cell.condition / modes].clone(),
             summary: attack_summary(&cell.rows),
             images_per_second: cell.result.images_per_second,
             zero_gradient_fraction: cell.result.metric("zero_gradient_fraction").unwrap_or(0.0),
         })
         .collect())
+}
+
+fn parse_modes(text: &str) -> Result<Vec<AttackMode>> {
+    let mut modes: Vec<AttackMode> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let mode: AttackMode = part.parse()?;
+        if !modes.contains(&mode) {
+            modes.push(mode);
+        }
+    }
+    Ok(modes)
 }
 
 fn print_header(attack: &str, norm: &str, cell: &CellOutcome) {
@@ -192,8 +219,8 @@ fn print_header(attack: &str, norm: &str, cell: &CellOutcome) {
         cell.record["data"]["source"].as_str().unwrap_or_default()
     );
     println!(
-        "{:>10} {:>9} {:>9} {:>9} {:>10}",
-        "eps", "clean", "robust", "success", "images/s"
+        "{:>10} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "eps", "clean", "robust", "success", "images/s", "against"
     );
 }
 
@@ -208,12 +235,16 @@ fn print_row(cell: &CellOutcome) {
         }
     }
     let metric = |name: &str| 100.0 * cell.result.metric(name).unwrap_or(f64::NAN);
+    let mode = cell.record["condition"]["against_defense"]
+        .as_str()
+        .unwrap_or("adaptive");
     println!(
-        "{:>10} {:>8.2}% {:>8.2}% {:>8.2}% {:>10.1}",
+        "{:>10} {:>8.2}% {:>8.2}% {:>8.2}% {:>10.1} {:>9}",
         cell.record["columns"]["eps"].as_str().unwrap_or_default(),
         metric("clean_accuracy"),
         metric("robust_accuracy"),
         metric("success_rate"),
-        cell.result.images_per_second
+        cell.result.images_per_second,
+        mode
     );
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::data::Split;
+use crate::defense::Schedule;
 use crate::error::{Error, Result};
 use crate::evaluate::{DataConfig, Defense, ModelEntry, Plan};
 use crate::models::{ModelConfig, WeightsSource};
@@ -26,8 +27,17 @@ pub struct ModelArgs {
     #[arg(long)]
     pub width: Option<f64>,
     /// λ of every CSC layer (SDNet models; official default 0.1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "defense")]
     pub lambda: Option<f64>,
+    /// A test-time λ schedule (SDNet models): `fixed:0.5` (every CSC layer), `first=0.5`,
+    /// `fixed:layer0=0.5,layer1.0.conv1=0.2`, `noise:a=0.1,b=8`, `residual:a=…,b=…`, or a
+    /// schedule .json written by `lambda calibrate`.
+    #[arg(long)]
+    pub defense: Option<String>,
+    /// Test-time BatchNorm adaptation: BatchNorm normalises with each test batch's statistics
+    /// (any model; alone or with --defense). Predictions then depend on the batch.
+    #[arg(long)]
+    pub bn_adapt: bool,
     /// Unrolled CSC iterations (official default 2).
     #[arg(long)]
     pub csc_steps: Option<usize>,
@@ -95,12 +105,17 @@ impl ModelArgs {
         })
     }
 
-    pub fn defense(&self) -> Defense {
-        self.lambda.map_or(Defense::None, Defense::Lambda)
+    pub fn defense(&self) -> Result<Defense> {
+        let schedule = match (&self.defense, self.lambda) {
+            (Some(spec), _) => Some(Schedule::parse(spec)?),
+            (None, Some(lambda)) => Some(Schedule::parse(&format!("fixed:all={lambda}"))?),
+            (None, None) => None,
+        };
+        Ok(Defense::from_parts(schedule, self.bn_adapt))
     }
 
     pub fn entry(&self) -> Result<ModelEntry> {
-        Ok(ModelEntry::new(self.config()?, self.defense()))
+        Ok(ModelEntry::new(self.config()?, self.defense()?))
     }
 }
 

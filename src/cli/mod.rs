@@ -5,6 +5,7 @@ pub mod attack_cmd;
 pub mod common;
 pub mod corrupt_cmd;
 pub mod eval_cmd;
+pub mod lambda_cmd;
 pub mod regress_cmd;
 pub mod report_cmd;
 pub mod speed_cmd;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Run, list or merge benchmark suites (models × conditions, shardable).
     #[command(subcommand)]
     Suite(suite_cmd::SuiteCommand),
+    /// λ at test time for SDNet: sweep a grid, or calibrate schedules on held-out data.
+    #[command(subcommand)]
+    Lambda(lambda_cmd::LambdaCommand),
     /// Markdown, self-contained HTML and SVG plots of results directories.
     Report(report_cmd::ReportArgs),
     /// Hold results against a committed baseline: exit 1 when a number moved beyond noise.
@@ -98,6 +102,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Convert(args) => done(convert(args)),
         Command::Speed(args) => done(speed_cmd::run(args)),
         Command::Suite(command) => done(suite_cmd::run(command)),
+        Command::Lambda(command) => done(lambda_cmd::run(command)),
         Command::Train(args) => done(train_cmd::run(args).map(|_| ())),
         Command::Corrupt(args) => done(corrupt_cmd::run(args).map(|_| ())),
         Command::Report(args) => done(report_cmd::run(args)),

@@ -34,6 +34,8 @@ pub struct ModelFacts<'a, B: crate::kernels::ConvBackend> {
     pub weights: &'a str,
     pub identity: &'a str,
     pub defense: String,
+    /// Every setting of the defense (`null` when its name says everything).
+    pub defense_settings: Value,
 }
 
 /// Builds the cell of model `model` × condition `condition`.
@@ -45,7 +47,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
     n: usize,
 ) -> Cell {
     let cond: &Condition = &plan.conditions[condition];
-    let (index, model_json, label, identity, defense) = match &model {
+    let (index, model_json, label, identity, defense, defense_settings) = match &model {
         Some((index, facts)) => {
             let spec = facts.network.spec();
             (
@@ -63,6 +65,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
                 facts.label.to_string(),
                 facts.identity.to_string(),
                 facts.defense.clone(),
+                facts.defense_settings.clone(),
             )
         }
         None => (
@@ -71,6 +74,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
             "export".into(),
             String::new(),
             "none".into(),
+            Value::Null,
         ),
     };
     let seed = cond.uses_seed().then_some(plan.seed);
@@ -86,10 +90,14 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         d.remove("source");
         d.remove("limit");
     }
-    let decisive = json!({
+    let mut decisive = json!({
         "model": decisive_model, "defense": defense, "condition": cond.settings(),
         "data": decisive_data, "seed": seed,
     });
+    if !defense_settings.is_null() {
+        // Only defenses with settings beyond their name: older cells keep their digests.
+        decisive["defense_settings"] = defense_settings.clone();
+    }
     let digest = hex(&Sha256::digest(decisive.to_string().as_bytes()))[..16].to_string();
     let short_weights = identity.get(..8).unwrap_or("none");
     let key = format!(
@@ -104,6 +112,7 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         "sort": format!("{label}\u{1f}{}", cond.sort_key()),
         "model": model_json,
         "defense": defense,
+        "defense_settings": defense_settings,
         "condition": cond.settings(),
         "condition_label": cond.label(),
         "columns": {"kind": cond.kind(), "corruption": corruption, "severity": severity,

@@ -9,6 +9,7 @@ use corruptions::{Corruption, Preset};
 use serde_json::{json, Value};
 
 use crate::adversarial::{Budget, Targeting};
+use crate::defense::AttackMode;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,8 @@ pub struct AttackCondition {
     pub alpha_text: Option<String>,
     pub restarts: usize,
     pub targeting: Targeting,
+    /// How a defended model is attacked (the same for an undefended one).
+    pub mode: AttackMode,
 }
 
 impl Condition {
@@ -62,7 +65,12 @@ impl Condition {
                 severity,
                 ..
             } => format!("{corruption}({severity})"),
-            Self::Attack(a) => format!("{}({},{})", a.config.name(), a.norm(), a.eps_text),
+            Self::Attack(a) => match a.mode {
+                AttackMode::Adaptive => {
+                    format!("{}({},{})", a.config.name(), a.norm(), a.eps_text)
+                }
+                mode => format!("{}({},{},{mode})", a.config.name(), a.norm(), a.eps_text),
+            },
         }
     }
 
@@ -93,14 +101,21 @@ impl Condition {
                 json!({"kind": "corruption", "corruption": corruption.name(),
                        "severity": severity, "source": source})
             }
-            Self::Attack(a) => json!({
-                "kind": "attack",
-                "attack": a.config,
-                "eps": a.eps_text,
-                "alpha_as_written": a.alpha_text,
-                "restarts": a.restarts,
-                "targeted": a.targeting.to_string(),
-            }),
+            Self::Attack(a) => {
+                let mut settings = json!({
+                    "kind": "attack",
+                    "attack": a.config,
+                    "eps": a.eps_text,
+                    "alpha_as_written": a.alpha_text,
+                    "restarts": a.restarts,
+                    "targeted": a.targeting.to_string(),
+                });
+                // Adaptive is the default and was the only mode: its cells keep their digests.
+                if a.mode != AttackMode::Adaptive {
+                    settings["against_defense"] = json!(a.mode);
+                }
+                settings
+            }
         }
     }
 
@@ -153,11 +168,12 @@ impl Condition {
                 format!("1-{:02}-{severity}", position.unwrap_or(99))
             }
             Self::Attack(a) => format!(
-                "2-{}-{}-{:024.15}-{}",
+                "2-{}-{}-{:024.15}-{}-{}",
                 a.config.name(),
                 a.norm(),
                 a.eps(),
-                a.targeting
+                a.targeting,
+                a.mode
             ),
         }
     }
@@ -250,6 +266,8 @@ pub struct AttackOptions {
     pub restarts: usize,
     pub targeting: Targeting,
     pub eot: usize,
+    /// One condition per ε and mode.
+    pub modes: Vec<AttackMode>,
 }
 
 impl AttackOptions {
@@ -264,6 +282,7 @@ impl AttackOptions {
             restarts: 1,
             targeting: Targeting::Untargeted,
             eot: 1,
+            modes: vec![AttackMode::Adaptive],
         }
     }
 
@@ -289,10 +308,20 @@ impl AttackOptions {
         if self.eps.is_empty() {
             return Err(Error::input("--eps: no value given"));
         }
+        if self.modes.is_empty() {
+            return Err(Error::input("--attack-mode: no mode given"));
+        }
         Ok(self
             .eps
             .iter()
-            .map(|eps| Condition::Attack(self.condition(eps)))
+            .flat_map(|eps| {
+                self.modes.iter().map(move |&mode| {
+                    Condition::Attack(AttackCondition {
+                        mode,
+                        ..self.condition(eps)
+                    })
+                })
+            })
             .collect())
     }
 
@@ -327,6 +356,7 @@ impl AttackOptions {
             alpha_text: self.alpha.as_ref().map(|a| a.text.clone()),
             restarts: self.restarts,
             targeting: self.targeting,
+            mode: AttackMode::Adaptive,
         }
     }
 }

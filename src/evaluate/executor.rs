@@ -2,25 +2,31 @@
 //! the fly, or pre-made) and running the model on them, plainly or under attack.
 
 use burn::backend::Autodiff;
+use burn::tensor::Tensor;
 use corruptions::{Corruption, RgbImage};
 
-use crate::adversarial::{attack_batch, AttackDriver, FrozenNetwork};
+use crate::adversarial::{attack_batch, AttackDriver, AttackedBatch, FrozenNetwork};
 use crate::corrupted::{premade_open, CorruptedSet};
 use crate::data::{Batch, Dataset, DatasetKind};
+use crate::defense::{AttackMode, BoundDefense, DefendedClassifier};
 use crate::error::{Error, Result};
 use crate::eval::{check_finite_logits, predictions_from_logits};
 use crate::evaluate::condition::{Condition, CorruptionSource};
 use crate::evaluate::plan::{Defense, ModelEntry};
 use crate::evaluate::sample::SampleRow;
 use crate::kernels::ConvBackend;
-use crate::models::{LambdaTarget, Network};
+use crate::models::Network;
 
 /// A model of the plan, loaded for clean evaluation and, when an attack needs it, for gradients.
 pub struct ModelSlot<B: ConvBackend> {
     pub entry: ModelEntry,
     kind: DatasetKind,
     pub clean: Network<B>,
+    /// The defense bound to `clean` (fixed λ already applied to it).
+    pub defense: Option<BoundDefense>,
     attacked: Option<FrozenNetwork<Autodiff<B>>>,
+    /// The undefended model, for transfer attacks.
+    undefended: Option<FrozenNetwork<Autodiff<B>>>,
     /// Where the weights came from, and their content digest.
     pub weights: String,
     pub identity: String,
@@ -30,12 +36,14 @@ impl<B: ConvBackend> ModelSlot<B> {
     pub fn load(entry: &ModelEntry, kind: DatasetKind, device: &B::Device) -> Result<Self> {
         let loaded = entry.config.load::<B>(kind, device)?;
         let mut clean = loaded.network;
-        apply_defense(&mut clean, &entry.defense, &entry.label)?;
+        let defense = bind_defense(&mut clean, &entry.defense, &loaded.identity, &entry.label)?;
         Ok(Self {
             entry: entry.clone(),
             kind,
             clean,
+            defense,
             attacked: None,
+            undefended: None,
             weights: loaded.weights,
             identity: loaded.identity,
         })
@@ -44,40 +52,51 @@ impl<B: ConvBackend> ModelSlot<B> {
     /// The model with frozen parameters on the autodiff backend (loaded on first use).
     fn attacked(&mut self, device: &B::Device) -> Result<&FrozenNetwork<Autodiff<B>>> {
         if self.attacked.is_none() {
-            let mut network = self
-                .entry
-                .config
-                .load::<Autodiff<B>>(self.kind, device)?
-                .network;
-            apply_defense(&mut network, &self.entry.defense, &self.entry.label)?;
+            let loaded = self.entry.config.load::<Autodiff<B>>(self.kind, device)?;
+            let mut network = loaded.network;
+            bind_defense(
+                &mut network,
+                &self.entry.defense,
+                &loaded.identity,
+                &self.entry.label,
+            )?;
             self.attacked = Some(FrozenNetwork::new(network));
         }
         Ok(self.attacked.as_ref().expect("loaded above"))
     }
-}
 
-fn apply_defense<B: ConvBackend>(
-    network: &mut Network<B>,
-    defense: &Defense,
-    label: &str,
-) -> Result<()> {
-    match defense {
-        Defense::None => Ok(()),
-        Defense::Lambda(lambda) => {
-            if !(lambda.is_finite() && *lambda >= 0.0) {
-                return Err(Error::input(format!(
-                    "λ must be a non-negative number, got {lambda}"
-                )));
-            }
-            if network.set_lambda(LambdaTarget::All, *lambda) == 0 {
-                // A result labelled with a defense the model cannot have would mislead.
-                return Err(Error::input(format!(
-                    "{label} has no CSC layers: λ = {lambda} (--lambda) applies only to SDNet models"
-                )));
-            }
-            Ok(())
+    /// The model without its defense on the autodiff backend (loaded on first use).
+    fn undefended(&mut self, device: &B::Device) -> Result<&FrozenNetwork<Autodiff<B>>> {
+        if self.undefended.is_none() {
+            let network = self
+                .entry
+                .config
+                .load::<Autodiff<B>>(self.kind, device)?
+                .network;
+            self.undefended = Some(FrozenNetwork::new(network));
+        }
+        Ok(self.undefended.as_ref().expect("loaded above"))
+    }
+
+    /// Logits of the (defended) model and the λ it chose per sample.
+    fn forward(&self, images: Tensor<B, 4>, condition: &str) -> (Tensor<B, 2>, Option<Vec<f64>>) {
+        match &self.defense {
+            Some(d) => d.forward(&self.clean, images, condition),
+            None => (self.clean.forward(images), None),
         }
     }
+}
+
+fn bind_defense<B: ConvBackend>(
+    network: &mut Network<B>,
+    defense: &Defense,
+    identity: &str,
+    label: &str,
+) -> Result<Option<BoundDefense>> {
+    defense
+        .test_time()
+        .map(|d| BoundDefense::bind(&d, network, identity, label))
+        .transpose()
 }
 
 /// The images of one batch, and the corrupted images themselves when they are exported.
@@ -192,7 +211,7 @@ pub fn execute<B: ConvBackend>(
     let share = |n: usize| start.elapsed().as_secs_f64() / n.max(1) as f64;
     match condition {
         Condition::Clean | Condition::Corruption { .. } => {
-            let logits = slot.clean.forward(batch.images::<B>(device));
+            let (logits, lambdas) = slot.forward(batch.images::<B>(device), &condition.label());
             let values = logits_vec(logits.clone());
             check_finite_logits(&values, batch, &slot.entry.label)?;
             let predictions = predictions_from_logits(logits, batch);
@@ -200,7 +219,11 @@ pub fn execute<B: ConvBackend>(
             Ok(BatchOutput {
                 rows: predictions
                     .iter()
-                    .map(|p| SampleRow::from_prediction(p, seconds))
+                    .enumerate()
+                    .map(|(i, p)| {
+                        SampleRow::from_prediction(p, seconds)
+                            .with_lambda(lambdas.as_ref().map(|l| l[i]))
+                    })
                     .collect(),
                 logits: Some(values),
                 adversarial: None,
@@ -214,10 +237,21 @@ pub fn execute<B: ConvBackend>(
             };
             // A model that is broken on the clean images is reported as such, not as a failure
             // of the attack.
-            let clean = logits_vec(slot.clean.forward(batch.images::<B>(device)));
+            let label = condition.label();
+            let (clean_logits, clean_lambdas) = slot.forward(batch.images::<B>(device), &label);
+            let clean = logits_vec(clean_logits);
             check_finite_logits(&clean, batch, &slot.entry.label)?;
-            let model = slot.attacked(device)?;
-            let attacked = attack_batch(&a.config, model, batch, driver, device)?;
+            let mut attacked = attack_slot(
+                slot,
+                &a.config,
+                a.mode,
+                &label,
+                clean_lambdas,
+                batch,
+                driver,
+                device,
+            )?;
+            let lambdas = rescore_defended(slot, &mut attacked, &clean, batch, &label, device);
             if let Some(r) = attacked.records.iter().find(|r| !r.loss.is_finite()) {
                 return Err(Error::input(format!(
                     "{} produced non-finite logits under attack (first at image {}, in the batch \
@@ -234,13 +268,103 @@ pub fn execute<B: ConvBackend>(
                     .records
                     .iter()
                     .zip(&attacked.zero_gradient)
-                    .map(|(r, &zero)| SampleRow::from_record(r, zero, seconds))
+                    .enumerate()
+                    .map(|(i, (r, &zero))| {
+                        SampleRow::from_record(r, zero, seconds)
+                            .with_lambda(lambdas.as_ref().map(|l| l[i]))
+                    })
                     .collect(),
                 logits: None,
                 adversarial: Some(attacked.adversarial),
             })
         }
     }
+}
+
+/// Attacks a batch of `slot`'s model as `mode` says.
+#[allow(clippy::too_many_arguments)]
+fn attack_slot<B: ConvBackend>(
+    slot: &mut ModelSlot<B>,
+    attack: &attacks::AttackConfig,
+    mode: AttackMode,
+    condition: &str,
+    clean_lambdas: Option<Vec<f64>>,
+    batch: &Batch,
+    driver: AttackDriver,
+    device: &B::Device,
+) -> Result<AttackedBatch> {
+    let classes = slot.clean.spec().num_classes;
+    if slot.defense.is_none() || mode == AttackMode::Transfer {
+        let model = if slot.defense.is_none() {
+            slot.attacked(device)?
+        } else {
+            slot.undefended(device)?
+        };
+        return attack_batch(attack, model, classes, batch, driver, device);
+    }
+    slot.attacked(device)?;
+    let defense = slot.defense.as_ref().expect("defended");
+    let network = slot.attacked.as_ref().expect("loaded above").network();
+    let held = match mode {
+        AttackMode::Static => Some(clean_lambdas.unwrap_or_else(|| {
+            vec![network.csc_lambdas().first().copied().unwrap_or(0.0); batch.len()]
+        })),
+        _ => None,
+    };
+    let classifier = DefendedClassifier {
+        network,
+        inner: &slot.clean,
+        defense,
+        condition,
+        held,
+    };
+    attack_batch(attack, &classifier, classes, batch, driver, device)
+}
+
+/// Scores adversarial images with the defended model itself (λ chosen anew on each adversarial
+/// image, BatchNorm adapted to the adversarial batch), whatever the attacker used, and the clean
+/// predictions from the defended model's clean logits. Returns the λ chosen per sample.
+fn rescore_defended<B: ConvBackend>(
+    slot: &ModelSlot<B>,
+    attacked: &mut AttackedBatch,
+    clean_logits: &[f32],
+    batch: &Batch,
+    condition: &str,
+    device: &B::Device,
+) -> Option<Vec<f64>> {
+    slot.defense.as_ref()?;
+    let shape = batch.shape;
+    let images = Tensor::<B, 4>::from_data(
+        burn::tensor::TensorData::new(attacked.adversarial.clone(), shape),
+        device,
+    );
+    let (logits, lambdas) = slot.forward(images, condition);
+    let classes = logits.dims()[1];
+    let values = logits_vec(logits);
+    for (i, record) in attacked.records.iter_mut().enumerate() {
+        let row = &values[i * classes..(i + 1) * classes];
+        record.adversarial_prediction = argmax_row(row);
+        record.clean_prediction = argmax_row(&clean_logits[i * classes..(i + 1) * classes]);
+        record.loss = cross_entropy_row(row, record.label);
+        record.success = match record.target {
+            Some(t) => record.adversarial_prediction == t,
+            None => record.adversarial_prediction != record.label,
+        };
+    }
+    lambdas
+}
+
+fn argmax_row(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+fn cross_entropy_row(row: &[f32], label: usize) -> f32 {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln() - row[label]
 }
 
 fn logits_vec<B: burn::tensor::backend::Backend>(logits: burn::tensor::Tensor<B, 2>) -> Vec<f32> {

@@ -6,20 +6,61 @@ use std::path::PathBuf;
 use corruptions::Preset;
 use serde::{Deserialize, Serialize};
 
+use crate::defense::{Rule, Schedule, TestTimeDefense};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::evaluate::condition::Condition;
 use crate::evaluate::data::DataConfig;
 use crate::models::ModelConfig;
 
-/// A test-time change to the model. The λ-schedule work extends this; today `--lambda` sets λ
-/// of every CSC layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A test-time change to the model.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Defense {
     None,
-    /// One λ for every CSC layer.
+    /// One λ for every CSC layer (`--lambda`, or `--defense fixed:λ`).
     Lambda(f64),
+    /// A λ schedule and/or test-time BatchNorm adaptation.
+    TestTime(TestTimeDefense),
+}
+
+impl Defense {
+    /// From `--defense` / `--bn-adapt`: a fixed λ for all layers is the plain `lambda=` defense.
+    pub fn from_parts(schedule: Option<Schedule>, bn_adapt: bool) -> Self {
+        if let (Some(Rule::Fixed { lambdas }), false) =
+            (schedule.as_ref().map(|s| &s.rule), bn_adapt)
+        {
+            if let (1, Some(l)) = (lambdas.len(), lambdas.get("all")) {
+                return Self::Lambda(*l);
+            }
+        }
+        if schedule.is_none() && !bn_adapt {
+            return Self::None;
+        }
+        Self::TestTime(TestTimeDefense { schedule, bn_adapt })
+    }
+
+    /// The defense in the form the executor binds.
+    pub fn test_time(&self) -> Option<TestTimeDefense> {
+        match self {
+            Self::None => None,
+            Self::Lambda(l) => Some(TestTimeDefense {
+                schedule: Some(Schedule::new(Rule::Fixed {
+                    lambdas: [("all".to_string(), *l)].into_iter().collect(),
+                })),
+                bn_adapt: false,
+            }),
+            Self::TestTime(t) => Some(t.clone()),
+        }
+    }
+
+    /// Every setting of the defense, for cell records (`null` for none and plain λ, whose name
+    /// says everything).
+    pub fn settings(&self) -> serde_json::Value {
+        match self {
+            Self::TestTime(t) => t.settings(),
+            _ => serde_json::Value::Null,
+        }
+    }
 }
 
 impl std::fmt::Display for Defense {
@@ -27,6 +68,7 @@ impl std::fmt::Display for Defense {
         match self {
             Self::None => write!(f, "none"),
             Self::Lambda(l) => write!(f, "lambda={l}"),
+            Self::TestTime(t) => f.write_str(&t.name()),
         }
     }
 }

@@ -246,6 +246,7 @@ fn resolve_cells<B: ConvBackend>(
                         weights: &slot.weights,
                         identity: &slot.identity,
                         defense: slot.entry.defense.to_string(),
+                        defense_settings: slot.entry.defense.settings(),
                     },
                 )
             });

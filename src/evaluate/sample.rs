@@ -5,7 +5,7 @@ use crate::adversarial::SampleRecord;
 use crate::eval::Prediction;
 
 /// The columns of a per-sample row, after the cell key.
-pub const SAMPLE_COLUMNS: [&str; 13] = [
+pub const SAMPLE_COLUMNS: [&str; 14] = [
     "index",
     "label",
     "prediction",
@@ -19,6 +19,7 @@ pub const SAMPLE_COLUMNS: [&str; 13] = [
     "loss",
     "restarts",
     "zero_gradient",
+    "lambda",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,8 @@ pub struct SampleRow {
     /// Whether the label is among the five highest logits (clean and corrupted images).
     pub in_top5: Option<bool>,
     pub attack: Option<AttackFields>,
+    /// The λ a λ schedule chose for the image (first CSC layer it sets).
+    pub lambda: Option<f64>,
     /// Compute time of the sample's batch divided by its size (journal only; not a result).
     pub seconds: f64,
 }
@@ -59,6 +62,7 @@ impl SampleRow {
             prediction: p.predicted,
             in_top5: Some(p.in_top5),
             attack: None,
+            lambda: None,
             seconds,
         }
     }
@@ -79,8 +83,14 @@ impl SampleRow {
                 restarts: r.restarts,
                 zero_gradient,
             }),
+            lambda: None,
             seconds,
         }
+    }
+
+    pub fn with_lambda(mut self, lambda: Option<f64>) -> Self {
+        self.lambda = lambda;
+        self
     }
 
     pub fn prediction(&self) -> Prediction {
@@ -133,6 +143,7 @@ impl SampleRow {
             ]),
             None => out.extend(std::iter::repeat_n(String::new(), 8)),
         }
+        out.push(self.lambda.map(|l| l.to_string()).unwrap_or_default());
         out
     }
 
@@ -198,11 +209,22 @@ impl SampleRow {
                     zero_gradient: flag(12)?,
                 })
             },
-            seconds: fields[13]
+            lambda: if fields[13].is_empty() {
+                None
+            } else {
+                Some(
+                    fields[13]
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|l| l.is_finite() && *l > 0.0)
+                        .ok_or_else(|| format!("bad lambda '{}'", fields[13]))?,
+                )
+            },
+            seconds: fields[14]
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| format!("bad seconds '{}'", fields[13]))?,
+                .ok_or_else(|| format!("bad seconds '{}'", fields[14]))?,
         };
         if flag(3)? != row.correct() {
             return Err("the correct column contradicts label and prediction".into());

@@ -8,10 +8,12 @@
 //! dataset = "cifar10"       # path = "…" (default: the bundled images), limit = 200
 //! [[model]]
 //! label = "SDNet-18"        # name in tables (default: the architecture)
-//! name = "sdnet18"          # checkpoint = "…", width = 0.25, lambda = 0.1, random_init = false
+//! name = "sdnet18"          # checkpoint = "…", width = 0.25, lambda = 0.1, random_init = false,
+//!                           # defense = "noise.json" (as --defense), bn_adapt = true
 //! [[attack]]
 //! attack = "pgd"            # fgsm | pgd | apgd
-//! eps = ["1/255", "8/255"]  # norm, alpha, steps, restarts, targeted, eot, random_start
+//! eps = ["1/255", "8/255"]  # norm, alpha, steps, restarts, targeted, eot, random_start,
+//!                           # modes = ["adaptive", "static", "transfer"]
 //! [corruptions]
 //! names = "all"             # as --corruptions; severities = [1, 2, 3, 4, 5]; preset; from
 //! ```
@@ -29,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::adversarial::{parse_norm, Budget, Targeting};
 use crate::data::{DatasetKind, Split};
+use crate::defense::{AttackMode, Schedule};
 use crate::error::{Error, Result};
 use crate::evaluate::condition::corruption_conditions;
 use crate::evaluate::{
@@ -91,6 +94,12 @@ pub struct SuiteModel {
     pub checkpoint: Option<PathBuf>,
     pub width: Option<f64>,
     pub lambda: Option<f64>,
+    /// A λ schedule, as `--defense` takes it (a .json path is relative to the suite file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense: Option<String>,
+    /// Test-time BatchNorm adaptation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bn_adapt: bool,
     #[serde(default)]
     pub random_init: bool,
 }
@@ -112,6 +121,9 @@ pub struct SuiteAttack {
     pub eot: usize,
     #[serde(default = "yes")]
     pub random_start: bool,
+    /// How defended models are attacked: adaptive, static, transfer (default adaptive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<String>,
 }
 
 fn default_norm() -> String {
@@ -287,6 +299,15 @@ impl Suite {
             restarts: a.restarts,
             targeting: a.targeted.parse::<Targeting>().map_err(context)?,
             eot: a.eot,
+            modes: if a.modes.is_empty() {
+                vec![AttackMode::Adaptive]
+            } else {
+                a.modes
+                    .iter()
+                    .map(|m| m.parse())
+                    .collect::<Result<_>>()
+                    .map_err(context)?
+            },
             ..AttackOptions::new(name, norm, eps)
         };
         options.conditions().map_err(context)
@@ -314,7 +335,11 @@ impl Suite {
                 )));
             }
         }
-        let models = f.models.iter().map(|m| self.entry(m, overrides)).collect();
+        let models = f
+            .models
+            .iter()
+            .map(|m| self.entry(m, overrides))
+            .collect::<Result<Vec<_>>>()?;
         let data = DataConfig {
             dataset: f.data.dataset.parse()?,
             path: overrides
@@ -335,7 +360,7 @@ impl Suite {
         Ok(plan)
     }
 
-    fn entry(&self, m: &SuiteModel, overrides: &Overrides) -> ModelEntry {
+    fn entry(&self, m: &SuiteModel, overrides: &Overrides) -> Result<ModelEntry> {
         let label = label_of(m);
         let checkpoint = overrides
             .checkpoints
@@ -348,7 +373,7 @@ impl Suite {
             (None, true) => WeightsSource::Random(self.file.data.seed),
             (None, false) => WeightsSource::Bundled,
         };
-        ModelEntry {
+        Ok(ModelEntry {
             label,
             config: ModelConfig {
                 name: Some(m.name.clone()),
@@ -356,8 +381,31 @@ impl Suite {
                 width: m.width,
                 ..ModelConfig::default()
             },
-            defense: m.lambda.map_or(Defense::None, Defense::Lambda),
+            defense: self.defense_of(m)?,
+        })
+    }
+
+    fn defense_of(&self, m: &SuiteModel) -> Result<Defense> {
+        let context = |e: Error| self.bad(format!("model '{}': {e}", label_of(m)));
+        if m.lambda.is_some() && m.defense.is_some() {
+            return Err(context(Error::input("give lambda or defense, not both")));
         }
+        let schedule = match (&m.defense, m.lambda) {
+            (Some(spec), _) => {
+                let path = self.base_dir.join(spec);
+                let spec = if spec.ends_with(".json") {
+                    path.to_string_lossy().into_owned()
+                } else {
+                    spec.clone()
+                };
+                Some(Schedule::parse(&spec).map_err(context)?)
+            }
+            (None, Some(lambda)) => {
+                Some(Schedule::parse(&format!("fixed:all={lambda}")).map_err(context)?)
+            }
+            (None, None) => None,
+        };
+        Ok(Defense::from_parts(schedule, m.bn_adapt))
     }
 }
 
