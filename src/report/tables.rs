@@ -251,6 +251,18 @@ fn clean_section(group: &Group) -> Vec<Block> {
 
 /// An attack cell's condition in words: `PGD-10 L∞ ε = 2/255 (α = 2/1020, random start)`.
 fn attack_title(cell: &StoredCell) -> String {
+    attack_title_with(cell, true)
+}
+
+/// How the attack met the defense: adaptive (the default), static or transfer.
+fn attack_mode(cell: &StoredCell) -> String {
+    cell.record["condition"]["against_defense"]
+        .as_str()
+        .unwrap_or("adaptive")
+        .to_string()
+}
+
+fn attack_title_with(cell: &StoredCell, with_mode: bool) -> String {
     let c = &cell.record["condition"];
     let attack = &c["attack"];
     let name = text(&attack["attack"]).to_uppercase();
@@ -281,6 +293,9 @@ fn attack_title(cell: &StoredCell) -> String {
     if let Some(t) = c["targeted"].as_str().filter(|t| *t != "none") {
         details.push(format!("targeted: {t}"));
     }
+    if let Some(mode) = c["against_defense"].as_str().filter(|_| with_mode) {
+        details.push(format!("{mode} attack"));
+    }
     if !details.is_empty() {
         title.push_str(&format!(" ({})", details.join(", ")));
     }
@@ -304,7 +319,67 @@ fn attack_family(cell: &StoredCell) -> String {
     if let Some(t) = c["targeted"].as_str().filter(|t| *t != "none") {
         name.push_str(&format!("_targeted-{t}"));
     }
+    if let Some(mode) = c["against_defense"].as_str() {
+        name.push_str(&format!("_{mode}"));
+    }
     name
+}
+
+/// Per column and attack (all modes together), the worst case over the attack modes that ran:
+/// an image counts as robust only if no mode broke it. Also flags defenses whose robustness
+/// under a non-adaptive attack exceeds the worst case by more than 5 points.
+fn worst_case(group: &Group, attacks: &[&StoredCell]) -> (Vec<Vec<String>>, Vec<String>) {
+    let mut bases: Vec<String> = Vec::new();
+    for cell in attacks {
+        let base = attack_title_with(cell, false);
+        if !bases.contains(&base) {
+            bases.push(base);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut flags = Vec::new();
+    for base in bases {
+        let mut row = vec![format!("worst case over attack modes: {base}")];
+        let mut any = false;
+        for column in &group.columns {
+            let cells: Vec<&StoredCell> = attacks
+                .iter()
+                .copied()
+                .filter(|c| &Column::of(c) == column && attack_title_with(c, false) == base)
+                .collect();
+            if cells.len() < 2 {
+                row.push("–".into());
+                continue;
+            }
+            any = true;
+            let mut robust: BTreeMap<usize, bool> = BTreeMap::new();
+            for cell in &cells {
+                for r in &cell.rows {
+                    let entry = robust.entry(r.index).or_insert(true);
+                    *entry &= r.correct();
+                }
+            }
+            let n = robust.len();
+            let worst = robust.values().filter(|r| **r).count() as f64 / n.max(1) as f64;
+            row.push(with_wilson(worst, n));
+            for cell in &cells {
+                let mode = attack_mode(cell);
+                let value = cell.result.metric("robust_accuracy").unwrap_or(0.0);
+                if mode != "adaptive" && value - worst > 0.05 {
+                    flags.push(format!(
+                        "{}: {base} gives {} % under the {mode} attack but {} % in the worst                          case: the {mode} figure overstates the defense",
+                        column.header(),
+                        percent(value),
+                        percent(worst)
+                    ));
+                }
+            }
+        }
+        if any {
+            rows.push(row);
+        }
+    }
+    (rows, flags)
 }
 
 fn eps_value(cell: &StoredCell) -> f64 {
@@ -340,6 +415,8 @@ fn attack_section(group: &Group, prefix: &str) -> Result<Vec<Block>> {
         }
         rows.push(row);
     }
+    let (worst_rows, flags) = worst_case(group, &attacks);
+    rows.extend(worst_rows);
     let mut blocks = vec![
         Block::Heading(3, "Robust accuracy under attack".into()),
         Block::Table(Table {
@@ -348,6 +425,12 @@ fn attack_section(group: &Group, prefix: &str) -> Result<Vec<Block>> {
             numeric_from: 1,
         }),
     ];
+    if !flags.is_empty() {
+        blocks.push(Block::Paragraph(
+            "Defenses that only look robust under a non-adaptive attack:".into(),
+        ));
+        blocks.push(Block::Bullets(flags));
+    }
     let mut figures = Vec::new();
     let mut families: Vec<String> = attacks.iter().map(|c| attack_family(c)).collect();
     families.dedup();
@@ -384,7 +467,11 @@ fn attack_section(group: &Group, prefix: &str) -> Result<Vec<Block>> {
             });
         }
         let name = attack_title(cells[0]);
-        let curve = name.split(" ε").next().unwrap_or(&name).to_string();
+        let mut curve = name.split(" ε").next().unwrap_or(&name).to_string();
+        let mode = attack_mode(cells[0]);
+        if mode != "adaptive" {
+            curve.push_str(&format!(" ({mode} attack)"));
+        }
         let svg = line_plot(&LinePlot {
             title: format!("{curve}: robust accuracy vs ε"),
             x_label: if linf {
