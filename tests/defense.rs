@@ -513,3 +513,66 @@ modes = ["adaptive", "transfer"]
     ]);
     assert!(e.contains("give lambda or defense, not both"), "{e}");
 }
+
+#[test]
+fn results_written_before_the_lambda_column_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("old");
+    cli(&[
+        "eval",
+        "--model",
+        "resnet18",
+        "--limit",
+        "20",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    // Drop the last column (lambda) from samples.csv and from the cell journals.
+    let strip = |path: &Path, before_last: bool| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(',').collect();
+                let at = if before_last {
+                    f.len() - 2
+                } else {
+                    f.len() - 1
+                };
+                f.remove(at);
+                f.join(",")
+            })
+            .collect();
+        std::fs::write(path, out.join("\n") + "\n").unwrap();
+    };
+    strip(&dir.join("samples.csv"), false);
+    for entry in std::fs::read_dir(dir.join("cells")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            strip(&path, true);
+        }
+    }
+    let report = tmp.path().join("report");
+    cli(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--out-dir",
+        report.to_str().unwrap(),
+    ])
+    .unwrap();
+    // A rerun resumes from the old journal instead of recomputing, and agrees.
+    cli(&[
+        "eval",
+        "--model",
+        "resnet18",
+        "--limit",
+        "20",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(csv_rows(&dir.join("samples.csv"))
+        .iter()
+        .all(|r| r["lambda"].is_empty()));
+}

@@ -74,6 +74,15 @@ impl Condition {
         }
     }
 
+    /// The condition as per-condition λ tables name it: its label, whatever the attack mode
+    /// (a transfer attack on `pgd(linf,2/255)` meets the λ of `pgd(linf,2/255)`).
+    pub fn schedule_key(&self) -> String {
+        match self {
+            Self::Attack(a) => format!("{}({},{})", a.config.name(), a.norm(), a.eps_text),
+            _ => self.label(),
+        }
+    }
+
     /// Whether the plan's seed changes the outcome (random draws), so it belongs to the cell.
     pub fn uses_seed(&self) -> bool {
         match self {

@@ -211,7 +211,8 @@ pub fn execute<B: ConvBackend>(
     let share = |n: usize| start.elapsed().as_secs_f64() / n.max(1) as f64;
     match condition {
         Condition::Clean | Condition::Corruption { .. } => {
-            let (logits, lambdas) = slot.forward(batch.images::<B>(device), &condition.label());
+            let (logits, lambdas) =
+                slot.forward(batch.images::<B>(device), &condition.schedule_key());
             let values = logits_vec(logits.clone());
             check_finite_logits(&values, batch, &slot.entry.label)?;
             let predictions = predictions_from_logits(logits, batch);
@@ -237,7 +238,7 @@ pub fn execute<B: ConvBackend>(
             };
             // A model that is broken on the clean images is reported as such, not as a failure
             // of the attack.
-            let label = condition.label();
+            let label = condition.schedule_key();
             let (clean_logits, clean_lambdas) = slot.forward(batch.images::<B>(device), &label);
             let clean = logits_vec(clean_logits);
             check_finite_logits(&clean, batch, &slot.entry.label)?;

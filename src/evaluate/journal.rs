@@ -17,6 +17,13 @@ fn header() -> String {
     columns.join(",")
 }
 
+/// The header of journals written before the lambda column existed.
+fn header_without_lambda() -> String {
+    let mut columns: Vec<&str> = SAMPLE_COLUMNS[..SAMPLE_COLUMNS.len() - 1].to_vec();
+    columns.push("seconds");
+    columns.join(",")
+}
+
 /// The rows of a journal by image index; `n` is the cell's image count. A missing or empty file
 /// has no rows. A torn last line is ignored (and cut off by the next [`Journal::open`]).
 pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
@@ -33,14 +40,19 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
     let text = std::str::from_utf8(complete)
         .map_err(|_| Error::file(path, "journal is not UTF-8 text (damaged)"))?;
     let mut lines = text.lines();
-    if lines.next() != Some(header().as_str()) {
+    let first = lines.next();
+    let without_lambda = first == Some(header_without_lambda().as_str());
+    if first != Some(header().as_str()) && !without_lambda {
         return Err(Error::file(
             path,
             "not a robust-eval journal (its header differs)",
         ));
     }
     for (number, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').collect();
+        let mut fields: Vec<&str> = line.split(',').collect();
+        if without_lambda && !fields.is_empty() {
+            fields.insert(fields.len() - 1, "");
+        }
         let damaged =
             |why: String| Error::file(path, format!("line {} is damaged ({why})", number + 2));
         let row = SampleRow::parse(&fields).map_err(damaged)?;

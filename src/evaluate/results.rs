@@ -272,7 +272,10 @@ fn read_samples(
         .map_err(|e| Error::file(path, format!("damaged header: {e}")))?
         .clone();
     let expected: Vec<&str> = std::iter::once("cell").chain(SAMPLE_COLUMNS).collect();
-    if header.iter().collect::<Vec<_>>() != expected {
+    let found: Vec<&str> = header.iter().collect();
+    // Files written before the lambda column existed hold the same rows without it.
+    let without_lambda = found[..] == expected[..expected.len() - 1];
+    if found != expected && !without_lambda {
         return Err(Error::file(
             path,
             format!("unexpected header (expected {})", expected.join(",")),
@@ -289,6 +292,9 @@ fn read_samples(
             .get(key)
             .ok_or_else(|| at(format!("cell {key} is not in results.jsonl")))?;
         let mut row_fields = fields[1..].to_vec();
+        if without_lambda {
+            row_fields.push("");
+        }
         row_fields.push("0");
         let row = SampleRow::parse(&row_fields).map_err(at)?;
         if !seen.insert((cell, row.index)) {
