@@ -425,6 +425,30 @@ fn attack_section(group: &Group, prefix: &str) -> Result<Vec<Block>> {
             numeric_from: 1,
         }),
     ];
+    let costs: Vec<String> = group
+        .columns
+        .iter()
+        .filter_map(|column| {
+            let cell = group.find(column, |c| c.record["columns"]["kind"] == "attack")?;
+            let settings = &cell.record["defense_settings"];
+            let extra = settings["extra_csc_solves_per_image"].as_u64()?;
+            let bn = if settings["bn_adapt"] == true {
+                ", BatchNorm adapted to each batch"
+            } else {
+                ""
+            };
+            Some(format!(
+                "{}: {extra} first-layer CSC solves per image beyond one forward pass to choose λ{bn}",
+                column.header()
+            ))
+        })
+        .collect();
+    if !costs.is_empty() {
+        blocks.push(Block::Paragraph(
+            "What each defense costs at inference:".into(),
+        ));
+        blocks.push(Block::Bullets(costs));
+    }
     if !flags.is_empty() {
         blocks.push(Block::Paragraph(
             "Defenses that only look robust under a non-adaptive attack:".into(),
