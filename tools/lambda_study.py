@@ -95,6 +95,7 @@ def pgd_table(study, best):
             ("SDNet-18, λ = 0.5 (fixed)", "sdnet18-fixed0.5")]
     runs += [(f"SDNet-18, {s}", f"sdnet18-{s}") for s in sorted({best, "noise"})]
     runs.append((f"SDNet-18, {best} + BN adaptation", f"sdnet18-{best}-bn"))
+    runs.append(("SDNet-18, discrepancy (first 200 images)", "sdnet18-discrepancy"))
     lines = ["| model | clean | ε | adaptive | static | transfer | worst case |", "|---|---|---|---|---|---|---|"]
     for title, name in runs:
         path = study / f"pgd/{name}/samples.csv"
@@ -102,6 +103,8 @@ def pgd_table(study, best):
             continue
         cells, clean = attack_rows(path)
         for eps in ["1/255", "2/255", "4/255", "8/255"]:
+            if not any(k[0] == eps for k in cells):
+                continue
             modes = {m: cells.get((eps, m)) for m in ["adaptive", "static", "transfer"]}
             present = [v for v in modes.values() if v]
             worst = mean(all(v[i] for v in present) for i in present[0]) if present else float("nan")

@@ -62,4 +62,7 @@ done
   --attack-mode adaptive,static,transfer --out-dir "$out/pgd/sdnet18-$best-bn" > /dev/null
 "$bin" pgd --model sdnet18 --defense fixed:0.5 --eps $eps --limit "$pgd_n" \
   --attack-mode adaptive,transfer --out-dir "$out/pgd/sdnet18-fixed0.5" > /dev/null
+# The discrepancy rule re-selects λ by bisection at every attack step: fewer images and ε.
+"$bin" pgd --model sdnet18 --defense "$S/discrepancy.json" --eps 1/255,2/255,4/255 --limit 200 \
+  --attack-mode adaptive,static,transfer --out-dir "$out/pgd/sdnet18-discrepancy" > /dev/null
 echo "done: python3 tools/lambda_study.py $out"

@@ -367,7 +367,8 @@ fn worst_case(group: &Group, attacks: &[&StoredCell]) -> (Vec<Vec<String>>, Vec<
                 let value = cell.result.metric("robust_accuracy").unwrap_or(0.0);
                 if mode != "adaptive" && value - worst > 0.05 {
                     flags.push(format!(
-                        "{}: {base} gives {} % under the {mode} attack but {} % in the worst                          case: the {mode} figure overstates the defense",
+                        "{}: {base} gives {} % under the {mode} attack but {} % in the worst \
+                         case: the {mode} figure overstates the defense",
                         column.header(),
                         percent(value),
                         percent(worst)
