@@ -158,10 +158,12 @@ impl BoundDefense {
                 let own = self.residual(network, images.clone(), vec![*probe; n]);
                 let targets: Vec<f64> = sigma_of(images)
                     .iter()
-                    .zip(own)
+                    .zip(&own)
                     .map(|(s, r)| r + tau * excess(*s) * self.noise_gain)
                     .collect();
-                Some(self.bisect(network, images, &targets, *range, *iterations))
+                // The probe is usually the range's lower end: its residual is already known.
+                let at_low = (*probe == range[0]).then_some(own);
+                Some(self.bisect(network, images, &targets, *range, *iterations, at_low))
             }
         }
     }
@@ -213,7 +215,9 @@ impl BoundDefense {
         to_f64(out.reconstruction_error.div_scalar(values))
     }
 
-    /// Per sample, the λ in `range` whose residual meets `targets` (residuals grow with λ).
+    /// Per sample, the λ in `range` whose residual meets `targets` (residuals grow with λ);
+    /// `at_low` is the residual at the range's lower end when the caller has it.
+    #[allow(clippy::too_many_arguments)]
     fn bisect<B: ConvBackend>(
         &self,
         network: &Network<B>,
@@ -221,9 +225,11 @@ impl BoundDefense {
         targets: &[f64],
         range: [f64; 2],
         iterations: usize,
+        at_low: Option<Vec<f64>>,
     ) -> Vec<f64> {
         let n = targets.len();
-        let at_low = self.residual(network, images.clone(), vec![range[0]; n]);
+        let at_low =
+            at_low.unwrap_or_else(|| self.residual(network, images.clone(), vec![range[0]; n]));
         let at_high = self.residual(network, images.clone(), vec![range[1]; n]);
         let mut low = vec![range[0]; n];
         let mut high = vec![range[1]; n];

@@ -365,7 +365,12 @@ impl Schedule {
     pub fn extra_solves(&self) -> usize {
         match &self.rule {
             Rule::Residual { .. } => 1,
-            Rule::Discrepancy { iterations, .. } => iterations + 3,
+            Rule::Discrepancy {
+                iterations,
+                range,
+                probe,
+                ..
+            } => iterations + if probe == &range[0] { 2 } else { 3 },
             _ => 0,
         }
     }

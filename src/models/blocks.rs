@@ -113,10 +113,7 @@ pub struct LambdaFeed<'a, B: Backend> {
 
 impl<B: Backend> Default for LambdaFeed<'_, B> {
     fn default() -> Self {
-        Self {
-            layers: &[],
-            position: 0,
-        }
+        Self::new(&[])
     }
 }
 
