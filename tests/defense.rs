@@ -410,6 +410,15 @@ fn bad_schedules_get_clear_errors() {
         e.contains("broken.json") && e.contains("not a λ schedule"),
         "{e}"
     );
+    let misspelt = tmp.path().join("misspelt.json");
+    std::fs::write(
+        &misspelt,
+        r#"{"kind": "noise", "layers": "first", "a": 0.1, "b": 2, "range": [0.1, 1.4],
+            "modle": {"name": "sdnet18", "weights_sha256": "00"}}"#,
+    )
+    .unwrap();
+    let e = eval("sdnet18", misspelt.to_str().unwrap());
+    assert!(e.contains("unknown field 'modle'"), "{e}");
     let e = error_of(&[
         "eval",
         "--model",

@@ -218,6 +218,21 @@ impl Schedule {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
         let schedule: Self = serde_json::from_str(&text)
             .map_err(|e| Error::file(path, format!("not a λ schedule: {e}")))?;
+        // A misspelt optional field ("modle") would otherwise be dropped silently, and with it
+        // the check that the schedule belongs to the model.
+        let written: Value = serde_json::from_str(&text).expect("parsed above");
+        let known = serde_json::to_value(&schedule).expect("serialises");
+        if let (Some(written), Some(known)) = (written.as_object(), known.as_object()) {
+            if let Some(unknown) = written.keys().find(|k| !known.contains_key(*k)) {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "not a λ schedule: unknown field '{unknown}' for kind '{}'",
+                        schedule.kind()
+                    ),
+                ));
+            }
+        }
         schedule
             .check()
             .map_err(|e| Error::file(path, e.to_string()))?;
