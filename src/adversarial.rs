@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use attacks::{Attack, Classifier, Goal, Norm};
+use attacks::{AttackConfig, Classifier, Goal, Norm};
 use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
@@ -214,6 +214,10 @@ pub struct SampleRecord {
     /// Cross-entropy of the label at the adversarial image.
     pub loss: f32,
     pub restarts: usize,
+    /// For ensembles: the member that broke the sample (none if it stayed robust).
+    pub broken_by: Option<String>,
+    /// Model evaluations of query-limited attacks (Square).
+    pub queries: Option<usize>,
 }
 
 impl SampleRecord {
@@ -244,8 +248,8 @@ pub struct AttackDriver {
 }
 
 /// Attacks one batch: targets, restarts keeping the per-sample worst case, and the budget check.
-pub fn attack_batch<B, A, M>(
-    attack: &A,
+pub fn attack_batch<B, M>(
+    attack: &AttackConfig,
     model: &M,
     num_classes: usize,
     batch: &Batch,
@@ -254,9 +258,9 @@ pub fn attack_batch<B, A, M>(
 ) -> Result<AttackedBatch>
 where
     B: ConvBackend + AutodiffBackend,
-    A: Attack<B>,
     M: Classifier<B>,
 {
+    attack.check_classes(num_classes).map_err(Error::input)?;
     if let Targeting::Class(k) = driver.targeting {
         if k >= num_classes {
             return Err(Error::input(format!(
@@ -293,6 +297,7 @@ where
     let outcome = attacks::run(attack, model, images.clone(), &goal, driver.restarts)
         .map_err(|v| Error::input(format!("attack produced an invalid perturbation: {v}")))?;
     let (linf, l2) = attacks::perturbation_norms(&outcome.adversarial, &images);
+    let members = attack.members();
     let records = (0..batch.len())
         .map(|i| SampleRecord {
             index: batch.indices[i],
@@ -305,6 +310,11 @@ where
             l2: l2[i],
             loss: outcome.loss[i],
             restarts: outcome.restarts_used[i],
+            broken_by: outcome
+                .broken_by
+                .as_ref()
+                .map(|b| b[i].map_or_else(|| "none".to_string(), |m| members[m].clone())),
+            queries: outcome.queries.as_ref().map(|q| q[i]),
         })
         .collect();
     let adversarial = outcome

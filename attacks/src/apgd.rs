@@ -6,15 +6,18 @@
 //! increased the loss, or the best loss did not improve since the last checkpoint without a
 //! reduction), restarting from the best point found. Checkpoint spacing starts at 0.22·N_iter and
 //! shrinks by 0.03·N_iter down to 0.06·N_iter. A sample counts as broken if any iterate fools the
-//! model. Defaults: 100 iterations, random start.
+//! model. Defaults: 100 iterations, random start on the sphere of the ε-ball (as the reference
+//! implementation: a uniform draw scaled to ‖δ‖∞ = ε, or a Gaussian direction scaled to
+//! ‖δ‖₂ = ε), cross-entropy loss; `loss: dlr` gives APGD-DLR.
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::budget::{per_sample, project};
 use crate::fgsm::ascent_direction;
 use crate::gradient::argmax;
-use crate::pgd::random_start;
+use crate::loss::{Loss, Objective};
+use crate::noise::{normal_with_radius, uniform_per_sample};
 use crate::{Attack, Classifier, Goal, Gradient, Images, Norm, Perturbed};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,6 +31,9 @@ pub struct Apgd {
     pub rho: f64,
     /// Forward passes averaged per gradient (EOT); 1 for deterministic models.
     pub eot: usize,
+    /// Cross-entropy (APGD-CE, the default) or DLR (APGD-DLR).
+    #[serde(default, skip_serializing_if = "Loss::is_ce")]
+    pub loss: Loss,
 }
 
 impl Apgd {
@@ -39,12 +45,21 @@ impl Apgd {
             momentum: 0.75,
             rho: 0.75,
             eot: 1,
+            loss: Loss::Ce,
+        }
+    }
+
+    /// APGD-DLR at `eps`.
+    pub fn dlr(eps: f64, norm: Norm) -> Self {
+        Self {
+            loss: Loss::Dlr,
+            ..Self::new(eps, norm)
         }
     }
 }
 
 /// Blend `a` and `b` per sample: rows where `take_b` holds come from `b`.
-fn select_rows<B: burn::tensor::backend::Backend>(
+pub(crate) fn select_rows<B: burn::tensor::backend::Backend>(
     a: Tensor<B, 4>,
     b: Tensor<B, 4>,
     take_b: &[bool],
@@ -66,6 +81,30 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
         goal: &Goal,
         restart: usize,
     ) -> Perturbed<B> {
+        self.single_run(model, x, goal, restart, Objective::of(self.loss))
+            .0
+    }
+
+    fn norm(&self) -> Norm {
+        self.norm
+    }
+
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+}
+
+impl Apgd {
+    /// One run of APGD on `objective`: the adversarial images (the point that fooled the model,
+    /// or else the highest-objective point) and which samples were fooled.
+    pub(crate) fn single_run<B: AutodiffBackend, M: Classifier<B>>(
+        &self,
+        model: &M,
+        x: Images<B>,
+        goal: &Goal,
+        restart: usize,
+        objective: Objective<'_>,
+    ) -> (Perturbed<B>, Vec<bool>) {
         let n = goal.len();
         let n_iter = self.steps.max(1);
         // Truncation as in the reference implementation (22, 3 and 6 for 100 iterations).
@@ -73,8 +112,8 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
         let interval_decrease = ((0.03 * n_iter as f64) as usize).max(1);
         let min_interval = ((0.06 * n_iter as f64) as usize).max(1);
 
-        let mut adv = random_start::<B>(&x, goal, restart, self.eps, self.norm);
-        let mut gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
+        let mut adv = sphere_start::<B>(&x, goal, restart, self.eps, self.norm);
+        let mut gradient = Gradient::<B>::of(model, &adv, goal, self.eot, objective);
         let zero_gradient = gradient.zero_gradient.clone();
         let mut grad = gradient.grad.clone();
         let mut best_adv = adv.clone(); // the highest-loss point (restart point)
@@ -94,7 +133,8 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
         let mut interval = first_interval;
         let mut since_check = 0;
         let mut checkpoint_best = best_loss.clone();
-        let mut reduced_last_check = vec![false; n];
+        // As in the reference: the first checkpoint halves only on oscillation.
+        let mut reduced_last_check = vec![true; n];
 
         for i in 0..n_iter {
             let a = if i == 0 { 1.0 } else { self.momentum };
@@ -107,7 +147,7 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
                 adv.clone() + (z - adv.clone()).mul_scalar(a) + momentum_term.mul_scalar(1.0 - a);
             adv = project(blended, &x, self.eps, self.norm);
 
-            gradient = Gradient::<B>::at(model, &adv, goal, self.eot);
+            gradient = Gradient::<B>::of(model, &adv, goal, self.eot, objective);
             grad = gradient.grad.clone();
             let newly_fooled: Vec<bool> = argmax(gradient.logits.clone())
                 .iter()
@@ -156,19 +196,40 @@ impl<B: AutodiffBackend> Attack<B> for Apgd {
             }
         }
         // Fooled samples return the point that fooled the model; the others their best point.
-        Perturbed {
-            images: select_rows(best_adv, fooling, &fooled),
-            zero_gradient,
-        }
+        let images = select_rows(best_adv, fooling, &fooled);
+        (Perturbed::new(images, zero_gradient), fooled)
     }
+}
 
-    fn norm(&self) -> Norm {
-        self.norm
-    }
-
-    fn eps(&self) -> f64 {
-        self.eps
-    }
+/// A random point on the sphere of the ε-ball around `x` (then clipped to [0,1]): a uniform
+/// draw in [−1, 1] scaled to ‖δ‖∞ = ε, or a Gaussian direction scaled to ‖δ‖₂ = ε.
+pub(crate) fn sphere_start<B: AutodiffBackend>(
+    x: &Images<B>,
+    goal: &Goal,
+    restart: usize,
+    eps: f64,
+    norm: Norm,
+) -> Images<B> {
+    let dims = x.dims();
+    let per_image = dims[1] * dims[2] * dims[3];
+    let values = match norm {
+        Norm::Linf => uniform_per_sample(&goal.seeds, restart, per_image),
+        Norm::L2 => normal_with_radius(&goal.seeds, restart, per_image).0,
+    };
+    let scale: Vec<f32> = values
+        .chunks(per_image.max(1))
+        .map(|row| {
+            let size = match norm {
+                Norm::Linf => row.iter().fold(0f32, |m, v| m.max(v.abs())),
+                Norm::L2 => row.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            };
+            eps as f32 / (size + 1e-12)
+        })
+        .collect();
+    let device = x.device();
+    let delta = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(values, dims), &device)
+        * per_sample(scale, &device);
+    (x.clone() + delta).clamp(0.0, 1.0)
 }
 
 /// Per sample: whether the loss increased in at most `rho·k` of the last `k` steps. The step

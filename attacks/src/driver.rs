@@ -24,6 +24,10 @@ pub struct Outcome<B: AutodiffBackend> {
     /// Per sample: whether it was attacked and its input gradient was exactly zero at the first
     /// step of the first restart.
     pub zero_gradient: Vec<bool>,
+    /// Per sample: model evaluations over all restarts (query-limited attacks only).
+    pub queries: Option<Vec<usize>>,
+    /// Per sample, for ensembles: the member whose image was kept, if it broke the sample.
+    pub broken_by: Option<Vec<Option<usize>>>,
 }
 
 /// Attacks `images`, restarting up to `restarts` times on the samples not yet broken and keeping
@@ -36,6 +40,19 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     goal: &Goal,
     restarts: usize,
 ) -> Result<Outcome<B>, BudgetViolation> {
+    let outcome = run_unchecked(attack, model, images.clone(), goal, restarts);
+    check_budget(&outcome.adversarial, &images, attack.eps(), attack.norm())?;
+    Ok(outcome)
+}
+
+/// [`run`] without the final budget check (for ensembles, whose result is checked as a whole).
+pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
+    attack: &A,
+    model: &M,
+    images: Images<B>,
+    goal: &Goal,
+    restarts: usize,
+) -> Outcome<B> {
     let [n, c, h, w] = images.dims();
     let row = c * h * w;
     let device = images.device();
@@ -47,6 +64,8 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     let mut best_loss = vec![f32::NEG_INFINITY; n];
     let mut restarts_used = vec![0; n];
     let mut zero_gradient = vec![false; n];
+    let mut queries: Option<Vec<usize>> = None;
+    let mut broken_by: Option<Vec<Option<usize>>> = None;
 
     for restart in 0..restarts.max(1) {
         let active: Vec<usize> = (0..n).filter(|&i| !success[i]).collect();
@@ -72,6 +91,13 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
                 zero_gradient[i] = zero;
             }
         }
+        if let Some(q) = &perturbed.queries {
+            let total = queries.get_or_insert_with(|| vec![0; n]);
+            for (&i, &used) in active.iter().zip(q) {
+                total[i] += used;
+            }
+        }
+        let members = perturbed.broken_by.clone();
         let logits = logits_of(&sub_model, &perturbed.images);
         let predictions = argmax(logits.clone());
         let losses = objective(logits, &sub_goal);
@@ -82,18 +108,28 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
             if achieved || losses[k] > best_loss[i] {
                 pixels[i * row..(i + 1) * row].copy_from_slice(&adv_pixels[k * row..(k + 1) * row]);
                 best_loss[i] = losses[k];
+                if let Some(m) = &members {
+                    broken_by.get_or_insert_with(|| vec![None; n])[i] = m[k];
+                }
             }
             success[i] = achieved;
         }
     }
 
     let adversarial = Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), &device);
-    check_budget(&adversarial, &images, attack.eps(), attack.norm())?;
     let logits = logits_of(model, &adversarial);
     let predictions = argmax(logits.clone());
     let loss = to_vec1(cross_entropy(logits, &goal.labels));
     let success = (0..n).map(|i| goal.achieved(i, predictions[i])).collect();
-    Ok(Outcome {
+    if let Some(b) = broken_by.as_mut() {
+        // A member's image that the final re-scoring finds correct did not break the sample.
+        for (i, member) in b.iter_mut().enumerate() {
+            if !goal.achieved(i, predictions[i]) {
+                *member = None;
+            }
+        }
+    }
+    Outcome {
         adversarial,
         clean_predictions,
         predictions,
@@ -101,7 +137,9 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         loss,
         restarts_used,
         zero_gradient,
-    })
+        queries,
+        broken_by,
+    }
 }
 
 fn logits_of<B: AutodiffBackend, M: Classifier<B>>(

@@ -32,10 +32,10 @@ impl<B: AutodiffBackend> Attack<B> for Fgsm {
     ) -> Perturbed<B> {
         let gradient = Gradient::<B>::at(model, &x, goal, self.eot);
         let step = ascent_direction(gradient.grad, self.norm).mul_scalar(self.eps);
-        Perturbed {
-            images: project(x.clone() + step, &x, self.eps, self.norm),
-            zero_gradient: gradient.zero_gradient,
-        }
+        Perturbed::new(
+            project(x.clone() + step, &x, self.eps, self.norm),
+            gradient.zero_gradient,
+        )
     }
 
     fn norm(&self) -> Norm {

@@ -4,6 +4,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
+use crate::loss::Objective;
 use crate::{Classifier, Goal, Images};
 
 /// Per-sample cross-entropy `−log softmax(logits)[class]`, shape [N].
@@ -32,9 +33,20 @@ pub struct Gradient<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Gradient<B> {
-    /// Evaluates the objective at `x` and its gradient, averaged over `eot` forward passes
-    /// (expectation over transformation, for randomised models).
+    /// Evaluates the cross-entropy objective at `x` and its gradient, averaged over `eot`
+    /// forward passes (expectation over transformation, for randomised models).
     pub fn at<M: Classifier<B>>(model: &M, x: &Images<B>, goal: &Goal, eot: usize) -> Self {
+        Self::of(model, x, goal, eot, Objective::CrossEntropy)
+    }
+
+    /// Evaluates `objective` at `x` and its gradient, averaged over `eot` forward passes.
+    pub fn of<M: Classifier<B>>(
+        model: &M,
+        x: &Images<B>,
+        goal: &Goal,
+        eot: usize,
+        objective: Objective<'_>,
+    ) -> Self {
         let passes = eot.max(1);
         let mut grad_sum: Option<Images<B>> = None;
         let mut logits_out = None;
@@ -42,10 +54,14 @@ impl<B: AutodiffBackend> Gradient<B> {
         for _ in 0..passes {
             let input = Tensor::<B, 4>::from_inner(x.clone()).require_grad();
             let logits = model.logits(input.clone());
-            let objective = match &goal.targets {
-                Some(targets) => cross_entropy(logits.clone(), targets).neg(),
-                None => cross_entropy(logits.clone(), &goal.labels),
-            };
+            let host = logits
+                .clone()
+                .inner()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32");
+            let objective = objective.evaluate(logits.clone(), &host, goal);
             let values = objective.clone().inner().into_data().convert::<f32>();
             for (sum, v) in loss_sum
                 .iter_mut()

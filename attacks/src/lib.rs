@@ -9,7 +9,11 @@
 //! |---|---|---|
 //! | [`Fgsm`] | Goodfellow et al. 2015 (FGSM), Miyato et al. 2016 (FGM) | L∞, L2 |
 //! | [`Pgd`] | Madry et al. 2018 | L∞, L2 |
-//! | [`Apgd`] | Croce & Hein 2020 (APGD-CE) | L∞, L2 |
+//! | [`Apgd`] | Croce & Hein 2020 (APGD-CE, APGD-DLR) | L∞, L2 |
+//! | [`ApgdTargeted`] | Croce & Hein 2020 (APGD-T, targeted DLR over the top classes) | L∞, L2 |
+//! | [`Fab`] | Croce & Hein 2020 (FAB, FAB-T: minimal-norm, fast adaptive boundary) | L∞, L2 |
+//! | [`Square`] | Andriushchenko et al. 2020 (score-based random search, no gradients) | L∞, L2 |
+//! | [`AutoAttack`] | Croce & Hein 2020 (the ensemble: standard, plus, rand, custom) | L∞, L2 |
 //!
 //! ```ignore
 //! let pgd = Pgd { eps: 8.0 / 255.0, ..Pgd::linf_default() };
@@ -17,23 +21,35 @@
 //! ```
 
 mod apgd;
+mod apgd_t;
+mod autoattack;
 mod budget;
 mod config;
 mod driver;
+mod fab;
 mod fgsm;
 mod gradient;
+mod loss;
 mod noise;
 mod pgd;
+mod projection;
+mod square;
 
 pub use apgd::Apgd;
+pub use apgd_t::ApgdTargeted;
+pub use autoattack::{member_named, AutoAttack, Member, Version};
 pub use budget::{check_budget, perturbation_norms, project, BudgetViolation};
 pub use config::AttackConfig;
 pub use driver::{run, Outcome};
+pub use fab::Fab;
 pub use fgsm::Fgsm;
 pub use gradient::argmax;
 pub use gradient::{cross_entropy, Gradient};
+pub use loss::{dlr_value, Loss, Objective};
 pub use noise::sample_rng;
 pub use pgd::Pgd;
+pub use projection::onto_hyperplane;
+pub use square::Square;
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -55,14 +71,19 @@ pub trait Classifier<B: AutodiffBackend> {
 }
 
 /// The rows `rows` of a batch, as a classifier of their own.
-pub(crate) struct Rows<'a, M> {
+pub(crate) struct Rows<'a, M: ?Sized> {
     pub model: &'a M,
     pub rows: &'a [usize],
 }
 
-impl<B: AutodiffBackend, M: Classifier<B>> Classifier<B> for Rows<'_, M> {
+impl<B: AutodiffBackend, M: Classifier<B> + ?Sized> Classifier<B> for Rows<'_, M> {
     fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         self.model.logits_rows(images, self.rows)
+    }
+
+    fn logits_rows(&self, images: Tensor<B, 4>, rows: &[usize]) -> Tensor<B, 2> {
+        let outer: Vec<usize> = rows.iter().map(|&r| self.rows[r]).collect();
+        self.model.logits_rows(images, &outer)
     }
 }
 
@@ -144,6 +165,21 @@ pub struct Perturbed<B: AutodiffBackend> {
     pub images: Images<B>,
     /// Per sample: whether its input gradient was exactly zero at the first step.
     pub zero_gradient: Vec<bool>,
+    /// Per sample: model evaluations used, for query-limited (score-based) attacks.
+    pub queries: Option<Vec<usize>>,
+    /// Per sample, for ensembles: the position of the member that broke it.
+    pub broken_by: Option<Vec<Option<usize>>>,
+}
+
+impl<B: AutodiffBackend> Perturbed<B> {
+    pub fn new(images: Images<B>, zero_gradient: Vec<bool>) -> Self {
+        Self {
+            images,
+            zero_gradient,
+            queries: None,
+            broken_by: None,
+        }
+    }
 }
 
 /// One run of an attack from the clean images (restarts are handled by [`run`]).

@@ -92,10 +92,7 @@ impl<B: AutodiffBackend> Attack<B> for Pgd {
             let step = ascent_direction(gradient.grad, self.norm).mul_scalar(self.alpha);
             adv = project(adv + step, &x, self.eps, self.norm);
         }
-        Perturbed {
-            images: adv,
-            zero_gradient,
-        }
+        Perturbed::new(adv, zero_gradient)
     }
 
     fn norm(&self) -> Norm {

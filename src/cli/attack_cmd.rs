@@ -200,7 +200,7 @@ pub fn run(spec: AttackSpec, args: AttackArgs) -> Result<Vec<EpsResult>> {
         .collect())
 }
 
-fn parse_modes(text: &str) -> Result<Vec<AttackMode>> {
+pub fn parse_modes(text: &str) -> Result<Vec<AttackMode>> {
     let mut modes: Vec<AttackMode> = Vec::new();
     for part in text.split(',').map(str::trim) {
         let mode: AttackMode = part.parse()?;

@@ -2,6 +2,7 @@
 //! library and print.
 
 pub mod attack_cmd;
+pub mod autoattack_cmd;
 pub mod common;
 pub mod corrupt_cmd;
 pub mod eval_cmd;
@@ -49,6 +50,8 @@ pub enum Command {
     Pgd(attack_cmd::PgdArgs),
     /// APGD-CE: step-size-free PGD with momentum (Croce & Hein 2020).
     Apgd(attack_cmd::ApgdArgs),
+    /// AutoAttack: APGD-CE, APGD-T, FAB-T and Square as an ensemble (or plus, rand, custom).
+    Autoattack(autoattack_cmd::AutoAttackArgs),
     /// Accuracy under the 19 common corruptions (CIFAR-10-C / ImageNet-C), mCE; export the sets.
     Corrupt(corrupt_cmd::CorruptArgs),
     /// Train a model with the official recipe (resumable).
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (spec, args) = args.into_parts();
             done(attack_cmd::run(spec, args).map(|_| ()))
         }
+        Command::Autoattack(args) => done(autoattack_cmd::run(args).map(|_| ())),
     }
 }
 

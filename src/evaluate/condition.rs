@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use attacks::{Apgd, AttackConfig, Fgsm, Norm, Pgd};
+use attacks::{Apgd, AttackConfig, AutoAttack, Fgsm, Norm, Pgd, Version};
 use corruptions::{Corruption, Preset};
 use serde_json::{json, Value};
 
@@ -66,10 +66,8 @@ impl Condition {
                 ..
             } => format!("{corruption}({severity})"),
             Self::Attack(a) => match a.mode {
-                AttackMode::Adaptive => {
-                    format!("{}({},{})", a.config.name(), a.norm(), a.eps_text)
-                }
-                mode => format!("{}({},{},{mode})", a.config.name(), a.norm(), a.eps_text),
+                AttackMode::Adaptive => format!("{}({},{})", a.name(), a.norm(), a.eps_text),
+                mode => format!("{}({},{},{mode})", a.name(), a.norm(), a.eps_text),
             },
         }
     }
@@ -78,7 +76,7 @@ impl Condition {
     /// (a transfer attack on `pgd(linf,2/255)` meets the λ of `pgd(linf,2/255)`).
     pub fn schedule_key(&self) -> String {
         match self {
-            Self::Attack(a) => format!("{}({},{})", a.config.name(), a.norm(), a.eps_text),
+            Self::Attack(a) => format!("{}({},{})", a.name(), a.norm(), a.eps_text),
             _ => self.label(),
         }
     }
@@ -122,6 +120,9 @@ impl Condition {
                 // Adaptive is the default and was the only mode: its cells keep their digests.
                 if a.mode != AttackMode::Adaptive {
                     settings["against_defense"] = json!(a.mode);
+                }
+                if let AttackConfig::AutoAttack(_) = a.config {
+                    settings["members"] = json!(a.config.members());
                 }
                 settings
             }
@@ -178,7 +179,7 @@ impl Condition {
             }
             Self::Attack(a) => format!(
                 "2-{}-{}-{:024.15}-{}-{}",
-                a.config.name(),
+                a.name(),
                 a.norm(),
                 a.eps(),
                 a.targeting,
@@ -205,7 +206,7 @@ impl Condition {
             Self::Attack(a) => [
                 String::new(),
                 String::new(),
-                a.config.name().into(),
+                a.name(),
                 a.norm().to_string(),
                 a.eps_text.clone(),
             ],
@@ -214,6 +215,20 @@ impl Condition {
 }
 
 impl AttackCondition {
+    /// The attack's name in labels and tables: the attacks crate's short name, or for an
+    /// AutoAttack ensemble `autoattack`, `autoattack-plus`, `autoattack-rand`, or the members
+    /// of a custom one joined by `+` (`apgd-t`, `apgd-ce+square`).
+    pub fn name(&self) -> String {
+        match &self.config {
+            AttackConfig::AutoAttack(a) => match a.version {
+                Version::Standard => "autoattack".into(),
+                Version::Custom => a.member_names().join("+"),
+                version => format!("autoattack-{version}"),
+            },
+            other => other.name().into(),
+        }
+    }
+
     pub fn norm(&self) -> Norm {
         self.config.norm()
     }
@@ -246,6 +261,50 @@ pub enum AttackName {
     Fgsm,
     Pgd,
     Apgd,
+    /// The AutoAttack ensemble of [`AttackOptions::ensemble`].
+    AutoAttack,
+}
+
+/// Which AutoAttack ensemble.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnsembleSpec {
+    pub version: Version,
+    /// The members of a custom version, by AutoAttack name.
+    pub members: Vec<String>,
+    /// Square's query budget, when not the version's 5000.
+    pub square_queries: Option<usize>,
+}
+
+impl EnsembleSpec {
+    /// The ensemble at `eps`, checked.
+    pub fn build(&self, eps: f64, norm: Norm) -> Result<AutoAttack> {
+        let mut ensemble = match self.version {
+            Version::Custom => {
+                let names: Vec<&str> = self.members.iter().map(String::as_str).collect();
+                AutoAttack::custom(&names, eps, norm).map_err(Error::input)?
+            }
+            version => {
+                if !self.members.is_empty() {
+                    return Err(Error::input(format!(
+                        "--attacks lists the members of --version custom; the {version} version \
+                         has its own"
+                    )));
+                }
+                AutoAttack::new(version, eps, norm).map_err(Error::input)?
+            }
+        };
+        if let Some(queries) = self.square_queries {
+            if queries == 0 {
+                return Err(Error::input("--square-queries must be at least 1"));
+            }
+            for member in &mut ensemble.members {
+                if let AttackConfig::Square(square) = &mut member.attack {
+                    square.queries = queries;
+                }
+            }
+        }
+        Ok(ensemble)
+    }
 }
 
 impl std::str::FromStr for AttackName {
@@ -255,8 +314,9 @@ impl std::str::FromStr for AttackName {
             "fgsm" | "fgm" => Ok(Self::Fgsm),
             "pgd" => Ok(Self::Pgd),
             "apgd" | "apgd-ce" => Ok(Self::Apgd),
+            "autoattack" => Ok(Self::AutoAttack),
             other => Err(Error::input(format!(
-                "unknown attack '{other}' (expected fgsm, pgd or apgd)"
+                "unknown attack '{other}' (expected fgsm, pgd, apgd or autoattack)"
             ))),
         }
     }
@@ -277,6 +337,8 @@ pub struct AttackOptions {
     pub eot: usize,
     /// One condition per ε and mode.
     pub modes: Vec<AttackMode>,
+    /// The ensemble, for [`AttackName::AutoAttack`].
+    pub ensemble: Option<EnsembleSpec>,
 }
 
 impl AttackOptions {
@@ -292,6 +354,7 @@ impl AttackOptions {
             targeting: Targeting::Untargeted,
             eot: 1,
             modes: vec![AttackMode::Adaptive],
+            ensemble: None,
         }
     }
 
@@ -320,21 +383,25 @@ impl AttackOptions {
         if self.modes.is_empty() {
             return Err(Error::input("--attack-mode: no mode given"));
         }
-        Ok(self
-            .eps
-            .iter()
-            .flat_map(|eps| {
-                self.modes.iter().map(move |&mode| {
-                    Condition::Attack(AttackCondition {
-                        mode,
-                        ..self.condition(eps)
-                    })
-                })
-            })
-            .collect())
+        if self.attack == AttackName::AutoAttack && self.targeting != Targeting::Untargeted {
+            return Err(Error::input(
+                "AutoAttack is untargeted (APGD-T and FAB-T choose their own targets)",
+            ));
+        }
+        let mut conditions = Vec::new();
+        for eps in &self.eps {
+            let condition = self.condition(eps)?;
+            for &mode in &self.modes {
+                conditions.push(Condition::Attack(AttackCondition {
+                    mode,
+                    ..condition.clone()
+                }));
+            }
+        }
+        Ok(conditions)
     }
 
-    fn condition(&self, eps: &Budget) -> AttackCondition {
+    fn condition(&self, eps: &Budget) -> Result<AttackCondition> {
         let config = match self.attack {
             AttackName::Fgsm => AttackConfig::Fgsm(Fgsm {
                 eot: self.eot,
@@ -358,15 +425,21 @@ impl AttackOptions {
                     ..defaults
                 })
             }
+            AttackName::AutoAttack => {
+                let spec = self.ensemble.as_ref().ok_or_else(|| {
+                    Error::input("autoattack needs a version (standard, plus, rand or custom)")
+                })?;
+                AttackConfig::AutoAttack(spec.build(eps.value, self.norm)?)
+            }
         };
-        AttackCondition {
+        Ok(AttackCondition {
             config,
             eps_text: eps.text.clone(),
             alpha_text: self.alpha.as_ref().map(|a| a.text.clone()),
             restarts: self.restarts,
             targeting: self.targeting,
             mode: AttackMode::Adaptive,
-        }
+        })
     }
 }
 

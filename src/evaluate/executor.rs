@@ -242,6 +242,13 @@ pub fn execute<B: ConvBackend>(
             let (clean_logits, clean_lambdas) = slot.forward(batch.images::<B>(device), &label);
             let clean = logits_vec(clean_logits);
             check_finite_logits(&clean, batch, &slot.entry.label)?;
+            let checks = match a.config {
+                attacks::AttackConfig::AutoAttack(_) => {
+                    let (again, _) = slot.forward(batch.images::<B>(device), &label);
+                    runtime_checks(&clean, &logits_vec(again), batch.len())
+                }
+                _ => None,
+            };
             let mut attacked = attack_slot(
                 slot,
                 &a.config,
@@ -271,8 +278,10 @@ pub fn execute<B: ConvBackend>(
                     .zip(&attacked.zero_gradient)
                     .enumerate()
                     .map(|(i, (r, &zero))| {
-                        SampleRow::from_record(r, zero, seconds)
-                            .with_lambda(lambdas.as_ref().map(|l| l[i]))
+                        let mut row = SampleRow::from_record(r, zero, seconds)
+                            .with_lambda(lambdas.as_ref().map(|l| l[i]));
+                        row.checks = checks.clone();
+                        row
                     })
                     .collect(),
                 logits: None,
@@ -353,6 +362,38 @@ fn rescore_defended<B: ConvBackend>(
         };
     }
     lambdas
+}
+
+/// AutoAttack's checks on the model, from two passes of clean logits over the same batch: logits
+/// that change between the passes (a randomised model: ‖a/‖a‖ − b/‖b‖‖ > 1e-4 for some image), and
+/// outputs that look like probabilities (all in [0, 1], every row summing to 1 within 1e-5).
+fn runtime_checks(first: &[f32], second: &[f32], n: usize) -> Option<String> {
+    let classes = first.len() / n.max(1);
+    let unit = |row: &[f32]| {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() + 1e-10;
+        row.iter().map(|v| v / norm).collect::<Vec<f32>>()
+    };
+    let randomised = first
+        .chunks(classes)
+        .zip(second.chunks(classes))
+        .any(|(a, b)| {
+            let (a, b) = (unit(a), unit(b));
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
+                > 1e-4
+        });
+    let softmax = first.iter().all(|v| (-1e-5..1.0 + 1e-5).contains(v))
+        && first
+            .chunks(classes)
+            .all(|row| (row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    let flags: Vec<&str> = [(randomised, "randomised"), (softmax, "softmax")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    (!flags.is_empty()).then(|| flags.join(";"))
 }
 
 fn argmax_row(row: &[f32]) -> usize {

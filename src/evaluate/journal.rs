@@ -9,17 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::evaluate::sample::{SampleRow, SAMPLE_COLUMNS};
+use crate::evaluate::sample::{layout_of, SampleRow, SAMPLE_COLUMNS};
 
 fn header() -> String {
     let mut columns: Vec<&str> = SAMPLE_COLUMNS.to_vec();
-    columns.push("seconds");
-    columns.join(",")
-}
-
-/// The header of journals written before the lambda column existed.
-fn header_without_lambda() -> String {
-    let mut columns: Vec<&str> = SAMPLE_COLUMNS[..SAMPLE_COLUMNS.len() - 1].to_vec();
     columns.push("seconds");
     columns.join(",")
 }
@@ -40,18 +33,20 @@ pub fn read_rows(path: &Path, n: usize) -> Result<BTreeMap<usize, SampleRow>> {
     let text = std::str::from_utf8(complete)
         .map_err(|_| Error::file(path, "journal is not UTF-8 text (damaged)"))?;
     let mut lines = text.lines();
-    let first = lines.next();
-    let without_lambda = first == Some(header_without_lambda().as_str());
-    if first != Some(header().as_str()) && !without_lambda {
-        return Err(Error::file(
-            path,
-            "not a robust-eval journal (its header differs)",
-        ));
+    let first: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    // Journals of earlier layouts lack the last columns (before `seconds`).
+    let present = match first.split_last() {
+        Some((&"seconds", columns)) => layout_of(columns),
+        _ => None,
     }
+    .ok_or_else(|| Error::file(path, "not a robust-eval journal (its header differs)"))?;
+    let missing = SAMPLE_COLUMNS.len() - present;
     for (number, line) in lines.enumerate() {
         let mut fields: Vec<&str> = line.split(',').collect();
-        if without_lambda && !fields.is_empty() {
-            fields.insert(fields.len() - 1, "");
+        if missing > 0 && !fields.is_empty() {
+            let seconds = fields.pop().expect("not empty");
+            fields.extend(std::iter::repeat_n("", missing));
+            fields.push(seconds);
         }
         let damaged =
             |why: String| Error::file(path, format!("line {} is damaged ({why})", number + 2));

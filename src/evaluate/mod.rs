@@ -22,7 +22,9 @@ pub mod runner;
 pub mod sample;
 pub mod summary;
 
-pub use condition::{AttackCondition, AttackName, AttackOptions, Condition, CorruptionSource};
+pub use condition::{
+    AttackCondition, AttackName, AttackOptions, Condition, CorruptionSource, EnsembleSpec,
+};
 pub use data::DataConfig;
 pub use plan::{Defense, Exports, ModelEntry, Plan, Shard, SuiteOrigin};
 pub use runner::{run, CellOutcome, RunOutcome};

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::evaluate::journal::read_rows;
-use crate::evaluate::sample::{SampleRow, SAMPLE_COLUMNS};
+use crate::evaluate::sample::{layout_of, SampleRow, SAMPLE_COLUMNS};
 use crate::evaluate::summary::{summarize, CellResult};
 use crate::report;
 
@@ -273,14 +273,17 @@ fn read_samples(
         .clone();
     let expected: Vec<&str> = std::iter::once("cell").chain(SAMPLE_COLUMNS).collect();
     let found: Vec<&str> = header.iter().collect();
-    // Files written before the lambda column existed hold the same rows without it.
-    let without_lambda = found[..] == expected[..expected.len() - 1];
-    if found != expected && !without_lambda {
-        return Err(Error::file(
+    // Files of earlier layouts hold the same rows without the last columns.
+    let present = match found.split_first() {
+        Some((&"cell", columns)) => layout_of(columns),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::file(
             path,
             format!("unexpected header (expected {})", expected.join(",")),
-        ));
-    }
+        )
+    })?;
     let mut seen = std::collections::HashSet::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
@@ -292,9 +295,7 @@ fn read_samples(
             .get(key)
             .ok_or_else(|| at(format!("cell {key} is not in results.jsonl")))?;
         let mut row_fields = fields[1..].to_vec();
-        if without_lambda {
-            row_fields.push("");
-        }
+        row_fields.extend(std::iter::repeat_n("", SAMPLE_COLUMNS.len() - present));
         row_fields.push("0");
         let row = SampleRow::parse(&row_fields).map_err(at)?;
         if !seen.insert((cell, row.index)) {

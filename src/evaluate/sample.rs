@@ -5,7 +5,7 @@ use crate::adversarial::SampleRecord;
 use crate::eval::Prediction;
 
 /// The columns of a per-sample row, after the cell key.
-pub const SAMPLE_COLUMNS: [&str; 14] = [
+pub const SAMPLE_COLUMNS: [&str; 17] = [
     "index",
     "label",
     "prediction",
@@ -20,7 +20,23 @@ pub const SAMPLE_COLUMNS: [&str; 14] = [
     "restarts",
     "zero_gradient",
     "lambda",
+    "broken_by",
+    "queries",
+    "checks",
 ];
+
+/// How many of [`SAMPLE_COLUMNS`] files of earlier layouts hold: before the λ column (13), and
+/// before the AutoAttack columns (14).
+pub const EARLIER_LAYOUTS: [usize; 2] = [13, 14];
+
+/// The number of leading [`SAMPLE_COLUMNS`] that `header` (without cell or seconds) holds, when
+/// it is this layout or an earlier one.
+pub fn layout_of(header: &[&str]) -> Option<usize> {
+    let n = header.len();
+    (n == SAMPLE_COLUMNS.len() || EARLIER_LAYOUTS.contains(&n))
+        .then_some(n)
+        .filter(|&n| header == &SAMPLE_COLUMNS[..n])
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleRow {
@@ -33,6 +49,9 @@ pub struct SampleRow {
     pub attack: Option<AttackFields>,
     /// The λ a λ schedule chose for the image (first CSC layer it sets).
     pub lambda: Option<f64>,
+    /// Runtime checks on the model that flagged the image's batch (`randomised`, `softmax`),
+    /// joined by `;`.
+    pub checks: Option<String>,
     /// Compute time of the sample's batch divided by its size (journal only; not a result).
     pub seconds: f64,
 }
@@ -48,6 +67,10 @@ pub struct AttackFields {
     pub loss: f32,
     pub restarts: usize,
     pub zero_gradient: bool,
+    /// For ensembles: the member that broke the sample, or `none`.
+    pub broken_by: Option<String>,
+    /// Model evaluations of query-limited attacks.
+    pub queries: Option<usize>,
 }
 
 impl SampleRow {
@@ -63,6 +86,7 @@ impl SampleRow {
             in_top5: Some(p.in_top5),
             attack: None,
             lambda: None,
+            checks: None,
             seconds,
         }
     }
@@ -82,8 +106,11 @@ impl SampleRow {
                 loss: r.loss,
                 restarts: r.restarts,
                 zero_gradient,
+                broken_by: r.broken_by.clone(),
+                queries: r.queries,
             }),
             lambda: None,
+            checks: None,
             seconds,
         }
     }
@@ -116,6 +143,8 @@ impl SampleRow {
             l2: a.l2,
             loss: a.loss,
             restarts: a.restarts,
+            broken_by: a.broken_by.clone(),
+            queries: a.queries,
         })
     }
 
@@ -144,6 +173,15 @@ impl SampleRow {
             None => out.extend(std::iter::repeat_n(String::new(), 8)),
         }
         out.push(self.lambda.map(|l| l.to_string()).unwrap_or_default());
+        let attack = self.attack.as_ref();
+        out.push(attack.and_then(|a| a.broken_by.clone()).unwrap_or_default());
+        out.push(
+            attack
+                .and_then(|a| a.queries)
+                .map(|q| q.to_string())
+                .unwrap_or_default(),
+        );
+        out.push(self.checks.clone().unwrap_or_default());
         out
     }
 
@@ -179,6 +217,20 @@ impl SampleRow {
             (_, "1") => Ok(true),
             (name, text) => Err(format!("bad {name} '{text}'")),
         };
+        // A name field: lowercase letters, digits, '-', '+' and ';' only (it sits in CSV rows).
+        let name = |i: usize| -> Result<Option<String>, String> {
+            let (column, text) = column(i);
+            if text.is_empty() {
+                Ok(None)
+            } else if text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-+;".contains(c))
+            {
+                Ok(Some(text.to_string()))
+            } else {
+                Err(format!("bad {column} '{text}'"))
+            }
+        };
         let optional = |i: usize| -> Result<Option<bool>, String> {
             if fields[i].is_empty() {
                 Ok(None)
@@ -207,6 +259,12 @@ impl SampleRow {
                     loss: float(10)?,
                     restarts: int(11)?,
                     zero_gradient: flag(12)?,
+                    broken_by: name(14)?,
+                    queries: if fields[15].is_empty() {
+                        None
+                    } else {
+                        Some(int(15)?)
+                    },
                 })
             },
             lambda: if fields[13].is_empty() {
@@ -220,11 +278,12 @@ impl SampleRow {
                         .ok_or_else(|| format!("bad lambda '{}'", fields[13]))?,
                 )
             },
-            seconds: fields[14]
+            checks: name(16)?,
+            seconds: fields[17]
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| format!("bad seconds '{}'", fields[14]))?,
+                .ok_or_else(|| format!("bad seconds '{}'", fields[17]))?,
         };
         if flag(3)? != row.correct() {
             return Err("the correct column contradicts label and prediction".into());

@@ -109,7 +109,9 @@ pub fn summarize(record: &Value, rows: &[SampleRow]) -> CellResult {
             let column = |f: &dyn Fn(&SampleRecord) -> f32| -> Vec<f64> {
                 records.iter().map(|r| f(r) as f64).collect()
             };
-            vec![
+            let ensemble = ensemble_metrics(record, rows, &mut warnings);
+            model_checks(rows, &mut warnings);
+            let mut metrics = vec![
                 proportion("clean_accuracy", s.clean_accuracy, n),
                 proportion("robust_accuracy", s.robust_accuracy, n),
                 proportion("success_rate", s.success_rate, eligible),
@@ -119,7 +121,9 @@ pub fn summarize(record: &Value, rows: &[SampleRow]) -> CellResult {
                 plain("max_l2", s.max_l2),
                 mean("mean_loss", &column(&|r| r.loss)),
                 proportion("zero_gradient_fraction", zero, attacked.len()),
-            ]
+            ];
+            metrics.extend(ensemble);
+            metrics
         }
         _ => {
             let predictions: Vec<Prediction> = rows.iter().map(|r| r.prediction()).collect();
@@ -143,4 +147,103 @@ pub fn summarize(record: &Value, rows: &[SampleRow]) -> CellResult {
 pub fn attack_summary(rows: &[SampleRow]) -> AttackSummary {
     let records: Vec<SampleRecord> = rows.iter().filter_map(|r| r.record()).collect();
     AttackSummary::of(&records)
+}
+
+/// An ensemble cell's figures: robust accuracy after each member in order, and Square's queries;
+/// warns when Square breaks points the gradient-based members left robust (a sign of gradient
+/// masking) and when any attacked sample had a zero input gradient.
+fn ensemble_metrics(record: &Value, rows: &[SampleRow], warnings: &mut Vec<String>) -> Vec<Metric> {
+    let members: Vec<String> = record["condition"]["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let n = rows.len();
+    let eps = record["columns"]["eps"].as_str().unwrap_or_default();
+    let broken_by = |r: &SampleRow| r.attack.as_ref().and_then(|a| a.broken_by.clone());
+    let clean_correct = |r: &SampleRow| {
+        r.attack
+            .as_ref()
+            .is_some_and(|a| a.clean_prediction == r.label)
+    };
+    let mut metrics = Vec::new();
+    let mut robust = rows.iter().filter(|r| clean_correct(r)).count();
+    for member in &members {
+        let broken = rows
+            .iter()
+            .filter(|r| clean_correct(r) && broken_by(r).as_deref() == Some(member.as_str()))
+            .count();
+        if member == "square" && !metrics.is_empty() && broken as f64 > 0.002 * n as f64 {
+            warnings.push(format!(
+                "ε = {eps}: Square, which uses no gradients, broke {broken} of the {robust} \
+                     samples the gradient-based attacks left robust ({:.1} points): the model may \
+                     mask its gradients; run Square with more queries and an adaptive attack",
+                100.0 * broken as f64 / n.max(1) as f64
+            ));
+        }
+        robust -= broken;
+        metrics.push(proportion(
+            &format!("robust_accuracy_after_{member}"),
+            robust as f64 / n.max(1) as f64,
+            n,
+        ));
+    }
+    let zero = rows
+        .iter()
+        .filter_map(|r| r.attack.as_ref())
+        .filter(|a| a.restarts > 0 && a.zero_gradient)
+        .count();
+    if zero > 0 {
+        warnings.push(format!(
+            "ε = {eps}: {zero} attacked samples had an input gradient of exactly zero at the \
+             start: gradient-based attacks are unreliable on them"
+        ));
+    }
+    let queries: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.attack.as_ref().and_then(|a| a.queries))
+        .filter(|&q| q > 0)
+        .map(|q| q as f64)
+        .collect();
+    if !queries.is_empty() {
+        metrics.push(mean("mean_queries", &queries));
+        metrics.push(plain(
+            "max_queries",
+            queries.iter().cloned().fold(0.0, f64::max),
+        ));
+    }
+    metrics
+}
+
+/// Warnings from the runtime checks on the model (see the executor), counted over the rows.
+fn model_checks(rows: &[SampleRow], warnings: &mut Vec<String>) {
+    let flagged = |check: &str| {
+        rows.iter()
+            .filter(|r| {
+                r.checks
+                    .as_deref()
+                    .is_some_and(|c| c.split(';').any(|x| x == check))
+            })
+            .count()
+    };
+    let randomised = flagged("randomised");
+    if randomised > 0 {
+        warnings.push(format!(
+            "the logits differ between two passes over the same images ({randomised} images \
+             affected): the model looks randomised; use --version rand (EOT) for it"
+        ));
+    }
+    let softmax = flagged("softmax");
+    if softmax > 0 {
+        warnings.push(format!(
+            "the outputs of {softmax} images lie in [0, 1] and sum to 1: the model seems to \
+             return probabilities; attacks need the logits"
+        ));
+    }
 }
