@@ -537,19 +537,21 @@ fn results_written_before_the_lambda_column_still_read() {
         dir.to_str().unwrap(),
     ])
     .unwrap();
-    // Drop the last column (lambda) from samples.csv and from the cell journals.
-    let strip = |path: &Path, before_last: bool| {
+    // Keep only the columns written before the lambda column existed (the 13 sample columns,
+    // after the cell key in samples.csv, before the seconds in the journals).
+    let strip = |path: &Path, journal: bool| {
         let text = std::fs::read_to_string(path).unwrap();
         let out: Vec<String> = text
             .lines()
             .map(|l| {
                 let mut f: Vec<&str> = l.split(',').collect();
-                let at = if before_last {
-                    f.len() - 2
+                if journal {
+                    let seconds = f.pop().unwrap();
+                    f.truncate(13);
+                    f.push(seconds);
                 } else {
-                    f.len() - 1
-                };
-                f.remove(at);
+                    f.truncate(14);
+                }
                 f.join(",")
             })
             .collect();
