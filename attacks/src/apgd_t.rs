@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::loss::{ranked, Objective};
+use crate::samples::{host_logits, select, values as to_vec};
 use crate::{Apgd, Attack, Classifier, Goal, Images, Norm, Perturbed, Rows};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -77,10 +78,6 @@ impl<B: AutodiffBackend> Attack<B> for ApgdTargeted {
                 .iter()
                 .map(|&i| ranked(&clean[i * classes..(i + 1) * classes])[rank])
                 .collect();
-            let index = Tensor::from_data(
-                TensorData::new(active.iter().map(|&i| i as i64).collect(), [active.len()]),
-                &device,
-            );
             let sub_goal = Goal {
                 targets: None,
                 ..goal.subset(&active)
@@ -93,7 +90,7 @@ impl<B: AutodiffBackend> Attack<B> for ApgdTargeted {
             let stream = restart * 64 + rank;
             let (run, hit) = apgd.single_run(
                 &sub_model,
-                x.clone().select(0, index),
+                select(&x, &active),
                 &sub_goal,
                 stream,
                 Objective::TargetedDlr(&targets),
@@ -124,22 +121,4 @@ impl<B: AutodiffBackend> Attack<B> for ApgdTargeted {
     fn eps(&self) -> f64 {
         self.eps
     }
-}
-
-/// The model's logits of `x` on the host, row-major.
-pub(crate) fn host_logits<B: AutodiffBackend, M: Classifier<B>>(
-    model: &M,
-    x: &Images<B>,
-) -> Vec<f32> {
-    model
-        .logits(Tensor::from_inner(x.clone()))
-        .inner()
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("f32")
-}
-
-fn to_vec<B: burn::tensor::backend::Backend>(t: Tensor<B, 4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
 }

@@ -18,6 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::driver::run_unchecked;
+use crate::samples::{select, values};
 use crate::{
     Apgd, ApgdTargeted, Attack, AttackConfig, Classifier, Fab, Goal, Images, Norm, Perturbed, Rows,
     Square,
@@ -198,12 +199,7 @@ impl<B: AutodiffBackend> Attack<B> for AutoAttack {
         let dims = x.dims();
         let per = dims[1] * dims[2] * dims[3];
         let device = x.device();
-        let mut pixels = x
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32");
+        let mut pixels = values(x.clone());
         let mut broken_by: Vec<Option<usize>> = vec![None; n];
         let mut zero_gradient = vec![false; n];
         let mut queries = vec![0usize; n];
@@ -212,10 +208,6 @@ impl<B: AutodiffBackend> Attack<B> for AutoAttack {
             if active.is_empty() {
                 break;
             }
-            let index = Tensor::from_data(
-                TensorData::new(active.iter().map(|&i| i as i64).collect(), [active.len()]),
-                &device,
-            );
             let mut sub_goal = goal.subset(&active);
             // Each member draws from a stream of its own, named by the member (and its repeat),
             // so that a member run alone makes exactly the draws it makes in the ensemble.
@@ -230,16 +222,11 @@ impl<B: AutodiffBackend> Attack<B> for AutoAttack {
             let outcome = run_unchecked(
                 &member.attack,
                 &sub_model,
-                x.clone().select(0, index),
+                select(&x, &active),
                 &sub_goal,
                 member.restarts,
             );
-            let adv = outcome
-                .adversarial
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32");
+            let adv = values(outcome.adversarial);
             for (k, &i) in active.iter().enumerate() {
                 if position == 0 {
                     zero_gradient[i] = outcome.zero_gradient[k];

@@ -72,14 +72,7 @@ pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         if active.is_empty() || attack.eps() == 0.0 && restart > 0 {
             break;
         }
-        let index = Tensor::from_data(
-            TensorData::new(
-                active.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                [active.len()],
-            ),
-            &device,
-        );
-        let sub_images = images.clone().select(0, index);
+        let sub_images = select(&images, &active);
         let sub_goal = goal.subset(&active);
         let sub_model = Rows {
             model,
@@ -157,10 +150,4 @@ fn objective<B: burn::tensor::backend::Backend>(logits: Tensor<B, 2>, goal: &Goa
     }
 }
 
-fn to_vec<B: burn::tensor::backend::Backend>(t: Tensor<B, 4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
-}
-
-fn to_vec1<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
-}
+use crate::samples::{select, values as to_vec, values as to_vec1};

@@ -16,14 +16,14 @@
 //! samples not yet broken. Untargeted FAB needs the gradient of every logit: one backward pass
 //! per class and step. Defaults: 100 iterations, 9 target classes.
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::apgd_t::host_logits;
 use crate::budget::TOLERANCE;
 use crate::loss::ranked;
 use crate::noise::{normal_with_radius, uniform_per_sample};
 use crate::projection::onto_hyperplane;
+use crate::samples::{argmax_row, host_logits, values as to_vec};
 use crate::{Attack, Classifier, Goal, Images, Norm, Perturbed, Rows};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -83,6 +83,15 @@ impl Fab {
             Norm::L2 => g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt(),
         }
     }
+}
+
+/// Which decision boundary a step linearises.
+#[derive(Clone, Copy)]
+enum Against<'a> {
+    /// The boundary with each sample's target class (FAB-T).
+    Targets(&'a [usize]),
+    /// The closest boundary over the model's `classes` outputs (FAB).
+    Closest { classes: usize },
 }
 
 /// Per sample on the host: the boundary to project onto (w·z = b).
@@ -146,7 +155,10 @@ impl<B: AutodiffBackend> Attack<B> for Fab {
                 dims,
                 &x.device(),
                 &sub_goal,
-                targets.as_deref(),
+                match &targets {
+                    Some(t) => Against::Targets(t),
+                    None => Against::Closest { classes },
+                },
                 restart * 64 + round,
                 &mut |k, z| {
                     if round == 0 {
@@ -188,7 +200,7 @@ impl Fab {
         dims: [usize; 4],
         device: &burn::tensor::Device<B::InnerBackend>,
         goal: &Goal,
-        targets: Option<&[usize]>,
+        against: Against<'_>,
         stream: usize,
         on_zero_gradient: &mut dyn FnMut(usize, bool),
     ) -> Vec<Option<Vec<f32>>> {
@@ -203,7 +215,7 @@ impl Fab {
         let mut best: Vec<Option<Vec<f32>>> = vec![None; n];
         let mut best_distance = vec![f64::INFINITY; n];
         for step in 0..self.steps {
-            let boundaries = self.boundaries(model, &iterate, shape, device, goal, targets);
+            let boundaries = self.boundaries(model, &iterate, shape, device, goal, against);
             if step == 0 {
                 for (k, b) in boundaries.iter().enumerate() {
                     on_zero_gradient(k, b.w.iter().all(|v| *v == 0.0));
@@ -270,7 +282,7 @@ impl Fab {
         shape: [usize; 4],
         device: &burn::tensor::Device<B::InnerBackend>,
         goal: &Goal,
-        targets: Option<&[usize]>,
+        against: Against<'_>,
     ) -> Vec<Boundary> {
         let n = shape[0];
         let per = iterate.len() / n.max(1);
@@ -279,8 +291,8 @@ impl Fab {
             let wx: f64 = w.iter().zip(x1).map(|(a, b)| *a as f64 * *b as f64).sum();
             Boundary { w, b: wx - df }
         };
-        match targets {
-            Some(t) => {
+        match against {
+            Against::Targets(t) => {
                 let signs: Vec<(usize, f32)> = (0..n)
                     .flat_map(|k| [(t[k], 1.0), (goal.labels[k], -1.0)])
                     .collect();
@@ -290,12 +302,7 @@ impl Fab {
                     .map(|k| boundary(k, values[k], grads[k * per..(k + 1) * per].to_vec()))
                     .collect()
             }
-            None => {
-                let probe = host_logits(
-                    model,
-                    &Tensor::from_data(TensorData::new(iterate.to_vec(), shape), device),
-                );
-                let classes = probe.len() / n.max(1);
+            Against::Closest { classes } => {
                 let mut per_class = Vec::with_capacity(classes);
                 for c in 0..classes {
                     let signs: Vec<(usize, f32)> = (0..n)
@@ -388,12 +395,4 @@ impl Fab {
         }
         out
     }
-}
-
-fn argmax_row(row: &[f32]) -> usize {
-    crate::loss::ranked(row)[0]
-}
-
-fn to_vec<B: Backend>(t: Tensor<B, 4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
 }

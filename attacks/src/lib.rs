@@ -33,6 +33,7 @@ mod loss;
 mod noise;
 mod pgd;
 mod projection;
+mod samples;
 mod square;
 
 pub use apgd::Apgd;

@@ -18,8 +18,8 @@ use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::apgd_t::host_logits;
 use crate::noise::sample_rng;
+use crate::samples::host_logits;
 use crate::{Attack, Classifier, Goal, Images, Norm, Perturbed, Rows};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
