@@ -148,5 +148,6 @@ fn bad_ensembles_are_refused_clearly() {
     );
     assert!(error(&["--attacks", "square"]).contains("the standard version has its own"));
     assert!(error(&["--square-queries", "0"]).contains("--square-queries must be at least 1"));
+    assert!(error(&["--version", "rand", "--square-queries", "100"]).contains("no Square member"));
     assert!(error(&["--eps=-1/255"]).contains("must not be negative"));
 }

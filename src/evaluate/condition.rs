@@ -297,6 +297,11 @@ impl EnsembleSpec {
             if queries == 0 {
                 return Err(Error::input("--square-queries must be at least 1"));
             }
+            if !ensemble.member_names().iter().any(|m| m == "square") {
+                return Err(Error::input(
+                    "--square-queries: the ensemble has no Square member",
+                ));
+            }
             for member in &mut ensemble.members {
                 if let AttackConfig::Square(square) = &mut member.attack {
                     square.queries = queries;
