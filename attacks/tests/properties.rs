@@ -4,7 +4,10 @@ use attacks::{
     check_budget, perturbation_norms, project, run, Apgd, Attack, Classifier, Fgsm, Goal, Norm, Pgd,
 };
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
+
+mod common;
+use common::{images, normal, seeded};
 
 type B = Autodiff<Flex>;
 type Inner = Flex;
@@ -17,10 +20,10 @@ struct Linear {
 
 impl Linear {
     fn new() -> Self {
-        let device = Default::default();
+        let mut rng = seeded(11);
         Self {
-            weight: Tensor::random([48, 5], Distribution::Normal(0.0, 1.0), &device),
-            bias: Tensor::random([5], Distribution::Normal(0.0, 0.1), &device),
+            weight: normal([48, 5], 1.0, &mut rng),
+            bias: normal([5], 0.1, &mut rng),
         }
     }
 }
@@ -33,11 +36,7 @@ impl Classifier<B> for Linear {
 }
 
 fn batch(n: usize) -> Tensor<Inner, 4> {
-    Tensor::random(
-        [n, 3, 4, 4],
-        Distribution::Uniform(0.0, 1.0),
-        &Default::default(),
-    )
+    images([n, 3, 4, 4], 12 + n as u64)
 }
 
 fn labels_of(model: &Linear, x: &Tensor<Inner, 4>) -> Vec<usize> {
@@ -86,7 +85,7 @@ fn l2_projection_lands_exactly_on_the_ball() {
     // x in the middle of [0,1] so that clipping to the box does not interfere.
     let device = Default::default();
     let x: Tensor<Inner, 4> = Tensor::full([4, 3, 4, 4], 0.5, &device);
-    let far = x.clone() + Tensor::random([4, 3, 4, 4], Distribution::Normal(0.0, 0.1), &device);
+    let far = x.clone() + normal([4, 3, 4, 4], 0.1, &mut seeded(13));
     let eps = 0.05;
     let projected = project(far, &x, eps, Norm::L2);
     let (_, l2) = perturbation_norms(&projected, &x);
