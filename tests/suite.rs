@@ -228,6 +228,60 @@ fn a_plan_that_grew_computes_only_what_is_new() {
 }
 
 #[test]
+fn autoattack_in_a_suite_gives_the_numbers_of_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (from_suite, from_cli) = (tmp.path().join("suite"), tmp.path().join("cli"));
+    let file = write_suite(
+        tmp.path(),
+        "aa",
+        &format!(
+            "clean = false\n{}\n[[attack]]\nattack = \"autoattack\"\neps = [\"1/255\"]\n\
+             version = \"custom\"\nattacks = [\"apgd-ce\", \"square\"]\nsquare_queries = 100\n",
+            SMALL.replace("limit = 30", "limit = 20")
+        ),
+    );
+    let cells = suite(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out-dir",
+        from_suite.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(cells.len(), 1);
+    common::cli(&[
+        "autoattack",
+        "--model",
+        "resnet20",
+        "--eps",
+        "1/255",
+        "--version",
+        "custom",
+        "--attacks",
+        "apgd-ce,square",
+        "--square-queries",
+        "100",
+        "--limit",
+        "20",
+        "--batch-size",
+        "10",
+        "--out-dir",
+        from_cli.to_str().unwrap(),
+    ])
+    .unwrap();
+    let metrics = |dir: &Path| -> Vec<[String; 3]> {
+        csv_rows(&dir.join("results.csv"))
+            .into_iter()
+            .map(|r| [r["attack"].clone(), r["metric"].clone(), r["value"].clone()])
+            .collect()
+    };
+    let ours = metrics(&from_suite);
+    assert_eq!(ours, metrics(&from_cli));
+    assert!(ours.iter().any(|[attack, metric, _]| {
+        attack == "apgd-ce+square" && metric == "robust_accuracy_after_square"
+    }));
+}
+
+#[test]
 fn presets_parse_and_the_paper_comparison_has_every_cell() {
     for name in robust_eval::suite::preset_names() {
         let s = robust_eval::suite::Suite::load(name).unwrap();
@@ -282,6 +336,31 @@ fn bad_suites_and_shards_get_clear_errors() {
             "eps",
             format!("{SMALL}\n[[attack]]\nattack = \"pgd\"\neps = [\"8/0\"]\n"),
             "division by zero",
+        ),
+        (
+            "aa_steps",
+            format!("{SMALL}\n[[attack]]\nattack = \"autoattack\"\neps = [\"1/255\"]\nsteps = 10\n"),
+            "steps: AutoAttack's members keep their own",
+        ),
+        (
+            "aa_version",
+            format!("{SMALL}\n[[attack]]\nattack = \"autoattack\"\neps = [\"1/255\"]\nversion = \"fast\"\n"),
+            "unknown AutoAttack version 'fast'",
+        ),
+        (
+            "aa_custom",
+            format!("{SMALL}\n[[attack]]\nattack = \"autoattack\"\neps = [\"1/255\"]\nversion = \"custom\"\n"),
+            "needs attacks = [...]",
+        ),
+        (
+            "aa_member",
+            format!("{SMALL}\n[[attack]]\nattack = \"autoattack\"\neps = [\"1/255\"]\nversion = \"custom\"\nattacks = [\"cw\"]\n"),
+            "unknown AutoAttack member 'cw'",
+        ),
+        (
+            "pgd_version",
+            format!("{SMALL}\n[[attack]]\nattack = \"pgd\"\neps = [\"1/255\"]\nversion = \"plus\"\n"),
+            "AutoAttack settings",
         ),
     ];
     for (name, body, expected) in cases {

@@ -11,9 +11,11 @@
 //! name = "sdnet18"          # checkpoint = "…", width = 0.25, lambda = 0.1, random_init = false,
 //!                           # defense = "noise.json" (as --defense), bn_adapt = true
 //! [[attack]]
-//! attack = "pgd"            # fgsm | pgd | apgd
+//! attack = "pgd"            # fgsm | pgd | apgd | autoattack
 //! eps = ["1/255", "8/255"]  # norm, alpha, steps, restarts, targeted, eot, random_start,
-//!                           # modes = ["adaptive", "static", "transfer"]
+//!                           # modes = ["adaptive", "static", "transfer"]; for autoattack:
+//!                           # version = "standard" (plus, rand, custom), attacks = [...],
+//!                           # square_queries = 5000
 //! [corruptions]
 //! names = "all"             # as --corruptions; severities = [1, 2, 3, 4, 5]; preset; from
 //! ```
@@ -25,6 +27,7 @@ pub mod shard;
 
 use std::path::{Path, PathBuf};
 
+use attacks::Version;
 use corruptions::{Corruption, Preset};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,8 +38,8 @@ use crate::defense::{AttackMode, Schedule};
 use crate::error::{Error, Result};
 use crate::evaluate::condition::corruption_conditions;
 use crate::evaluate::{
-    AttackName, AttackOptions, Condition, CorruptionSource, DataConfig, Defense, ModelEntry, Plan,
-    SuiteOrigin,
+    AttackName, AttackOptions, Condition, CorruptionSource, DataConfig, Defense, EnsembleSpec,
+    ModelEntry, Plan, SuiteOrigin,
 };
 use crate::models::load::hex;
 use crate::models::{Arch, ModelConfig, WeightsSource};
@@ -124,6 +127,57 @@ pub struct SuiteAttack {
     /// How defended models are attacked: adaptive, static, transfer (default adaptive).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modes: Vec<String>,
+    /// AutoAttack's version: standard (the default), plus, rand or custom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The members of AutoAttack's custom version (apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<String>,
+    /// Square's query budget inside AutoAttack (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub square_queries: Option<usize>,
+}
+
+impl SuiteAttack {
+    /// The AutoAttack ensemble of an `autoattack` entry; other attacks refuse its fields, and
+    /// AutoAttack refuses the step settings it fixes itself.
+    fn ensemble(&self, name: AttackName) -> std::result::Result<Option<EnsembleSpec>, String> {
+        if name != AttackName::AutoAttack {
+            if self.version.is_some() || !self.attacks.is_empty() || self.square_queries.is_some() {
+                return Err("version, attacks and square_queries are AutoAttack settings".into());
+            }
+            return Ok(None);
+        }
+        let fixed = [
+            ("alpha", self.alpha.is_some()),
+            ("steps", self.steps.is_some()),
+            ("restarts", self.restarts != 1),
+            ("eot", self.eot != 1),
+            ("random_start", !self.random_start),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{field}: AutoAttack's members keep their own iteration counts, restarts and \
+                 starts (choose a version, or attacks = [...] with version = \"custom\")"
+            ));
+        }
+        let version: Version = self.version.as_deref().unwrap_or("standard").parse()?;
+        if version == Version::Custom && self.attacks.is_empty() {
+            return Err(
+                "version = \"custom\" needs attacks = [...] (e.g. [\"apgd-ce\", \"square\"])"
+                    .into(),
+            );
+        }
+        Ok(Some(EnsembleSpec {
+            version,
+            members: self
+                .attacks
+                .iter()
+                .map(|m| m.trim().to_ascii_lowercase())
+                .collect(),
+            square_queries: self.square_queries,
+        }))
+    }
 }
 
 fn default_norm() -> String {
@@ -279,6 +333,7 @@ impl Suite {
             .attack
             .parse()
             .map_err(|e: Error| self.bad(format!("[[attack]] {e}")))?;
+        let ensemble = a.ensemble(name).map_err(|e| context(Error::input(e)))?;
         let norm = parse_norm(&a.norm).map_err(context)?;
         let eps = a
             .eps
@@ -308,6 +363,7 @@ impl Suite {
                     .collect::<Result<_>>()
                     .map_err(context)?
             },
+            ensemble,
             ..AttackOptions::new(name, norm, eps)
         };
         options.conditions().map_err(context)
