@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma-separated runs (standard or attack names)")
+    parser.add_argument("--settings", help="comma-separated NORM:EPS, e.g. Linf:1/255,L2:0.1")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.autoattack:
@@ -69,8 +70,11 @@ def main():
     x, y = R.load_cifar_bin(args.data, args.n)
     done = done_keys(args.out)
     only = set(args.only.split(",")) if args.only else None
+    settings = set(args.settings.split(",")) if args.settings else None
     for norm, text, eps, run in runs():
         if (norm, text, run) in done or (only and run not in only):
+            continue
+        if settings and f"{norm}:{text}" not in settings:
             continue
         if run == "standard":
             adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=args.seed,
