@@ -52,25 +52,18 @@ pub struct AutoAttackArgs {
 impl AutoAttackArgs {
     /// The ensemble the flags describe.
     pub fn ensemble(&self) -> Result<EnsembleSpec> {
-        let version: Version = self.version.parse().map_err(Error::input)?;
         let members: Vec<String> = match &self.attacks {
-            Some(list) => list
-                .split(',')
-                .map(|m| m.trim().to_ascii_lowercase())
-                .filter(|m| !m.is_empty())
-                .collect(),
+            Some(list) => list.split(',').map(str::to_string).collect(),
             None => Vec::new(),
         };
-        if version == Version::Custom && members.is_empty() {
+        let spec = EnsembleSpec::parse(&self.version, &members, self.square_queries)
+            .map_err(Error::input)?;
+        if spec.version == Version::Custom && spec.members.is_empty() {
             return Err(Error::input(
                 "--version custom needs --attacks (e.g. apgd-ce,square)",
             ));
         }
-        Ok(EnsembleSpec {
-            version,
-            members,
-            square_queries: self.square_queries,
-        })
+        Ok(spec)
     }
 }
 

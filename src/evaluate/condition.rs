@@ -276,6 +276,24 @@ pub struct EnsembleSpec {
 }
 
 impl EnsembleSpec {
+    /// The spec of a version name and member names as users write them (members trimmed and
+    /// lower-cased); `build` checks the members.
+    pub fn parse(
+        version: &str,
+        members: &[String],
+        square_queries: Option<usize>,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self {
+            version: version.parse()?,
+            members: members
+                .iter()
+                .map(|m| m.trim().to_ascii_lowercase())
+                .filter(|m| !m.is_empty())
+                .collect(),
+            square_queries,
+        })
+    }
+
     /// The ensemble at `eps`, checked.
     pub fn build(&self, eps: f64, norm: Norm) -> Result<AutoAttack> {
         let mut ensemble = match self.version {

@@ -161,22 +161,18 @@ impl SuiteAttack {
                  starts (choose a version, or attacks = [...] with version = \"custom\")"
             ));
         }
-        let version: Version = self.version.as_deref().unwrap_or("standard").parse()?;
-        if version == Version::Custom && self.attacks.is_empty() {
+        let spec = EnsembleSpec::parse(
+            self.version.as_deref().unwrap_or("standard"),
+            &self.attacks,
+            self.square_queries,
+        )?;
+        if spec.version == Version::Custom && spec.members.is_empty() {
             return Err(
                 "version = \"custom\" needs attacks = [...] (e.g. [\"apgd-ce\", \"square\"])"
                     .into(),
             );
         }
-        Ok(Some(EnsembleSpec {
-            version,
-            members: self
-                .attacks
-                .iter()
-                .map(|m| m.trim().to_ascii_lowercase())
-                .collect(),
-            square_queries: self.square_queries,
-        }))
+        Ok(Some(spec))
     }
 }
 
