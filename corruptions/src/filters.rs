@@ -119,11 +119,29 @@ fn correlate_rows_folded(data: &[f64], h: usize, kernel: &[f64], border: Border)
 
 /// `[h][w][c]` → `[w][h][c]`.
 fn transpose<T: Copy + Default>(data: &[T], [h, w, c]: [usize; 3]) -> Vec<T> {
+    match c {
+        1 => transpose_fixed::<T, 1>(data, h, w),
+        3 => transpose_fixed::<T, 3>(data, h, w),
+        _ => {
+            let mut out = vec![T::default(); data.len()];
+            for y in 0..h {
+                for x in 0..w {
+                    let (src, dst) = ((y * w + x) * c, (x * h + y) * c);
+                    out[dst..dst + c].copy_from_slice(&data[src..src + c]);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// [`transpose`] with the channel count known at compile time (fixed-size copies the compiler turns into moves).
+fn transpose_fixed<T: Copy + Default, const C: usize>(data: &[T], h: usize, w: usize) -> Vec<T> {
     let mut out = vec![T::default(); data.len()];
-    for y in 0..h {
-        for x in 0..w {
-            let (src, dst) = ((y * w + x) * c, (x * h + y) * c);
-            out[dst..dst + c].copy_from_slice(&data[src..src + c]);
+    for (y, row) in data.chunks_exact(w * C).enumerate() {
+        for (x, pixel) in row.chunks_exact(C).enumerate() {
+            let dst = (x * h + y) * C;
+            out[dst..dst + C].copy_from_slice(pixel);
         }
     }
     out
@@ -420,6 +438,8 @@ fn coefficients(in_size: usize, out_size: usize, filter: ResizeFilter) -> Vec<(u
         .collect()
 }
 
+/// One pass of [`pil_resize`] along rows (`horizontal`) or columns of an interleaved RGB image.
+/// The accumulators are 32-bit as in PIL: 255 · 2²² plus the rounding term stays below 2³¹.
 fn resample_axis(
     src: &[u8],
     w: usize,
@@ -428,29 +448,42 @@ fn resample_axis(
     horizontal: bool,
     filter: ResizeFilter,
 ) -> Vec<u8> {
-    let (in_len, other) = if horizontal { (w, h) } else { (h, w) };
-    let coefficients = coefficients(in_len, new_len, filter);
-    let (ow, oh) = if horizontal {
-        (new_len, h)
+    let in_len = if horizontal { w } else { h };
+    let taps: Vec<(usize, Vec<i32>)> = coefficients(in_len, new_len, filter)
+        .into_iter()
+        .map(|(start, weights)| (start, weights.into_iter().map(|k| k as i32).collect()))
+        .collect();
+    if horizontal {
+        // Along rows = along the columns of the transposed image, the vectorised pass.
+        let columns = resample_columns(&transpose(src, [h, w, 3]), h, new_len, &taps);
+        transpose(&columns, [new_len, h, 3])
     } else {
-        (w, new_len)
-    };
-    let mut out = vec![0u8; ow * oh * 3];
-    for line in 0..other {
-        for (i, (start, weights)) in coefficients.iter().enumerate() {
-            for ch in 0..3 {
-                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                for (k, weight) in weights.iter().enumerate() {
-                    let (x, y) = if horizontal {
-                        (start + k, line)
-                    } else {
-                        (line, start + k)
-                    };
-                    acc += src[(y * w + x) * 3 + ch] as i64 * weight;
-                }
-                let (x, y) = if horizontal { (i, line) } else { (line, i) };
-                out[(y * ow + x) * 3 + ch] = (acc >> PRECISION_BITS).clamp(0, 255) as u8;
+        resample_columns(src, w, new_len, &taps)
+    }
+}
+
+const ROUNDING: i32 = 1 << (PRECISION_BITS - 1);
+
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Vertical pass: each output row is a weighted sum of whole input rows (vectorised along the row).
+#[multiversion(targets = "simd")]
+fn resample_columns(src: &[u8], w: usize, nh: usize, taps: &[(usize, Vec<i32>)]) -> Vec<u8> {
+    let stride = w * 3;
+    let mut out = vec![0u8; stride * nh];
+    let mut acc = vec![0i32; stride];
+    for ((start, weights), out_row) in taps.iter().zip(out.chunks_exact_mut(stride)) {
+        acc.fill(ROUNDING);
+        for (k, &weight) in weights.iter().enumerate() {
+            let row = &src[(start + k) * stride..(start + k + 1) * stride];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as i32 * weight;
             }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     out
