@@ -55,10 +55,16 @@ pub fn pixelate(image: &RgbImage, c: f64) -> RgbImage {
 }
 
 /// Encode as JPEG at `quality` and decode, both with libjpeg-turbo's defaults (4:2:0, standard
-/// tables, islow DCT, fancy upsampling) as PIL does: byte-identical to the reference.
-pub fn jpeg(image: &RgbImage, quality: u8) -> Result<RgbImage, Error> {
-    let bytes = encode_jpeg(image, quality)?;
-    decode_jpeg(&bytes)
+/// tables, islow DCT, fancy upsampling) as PIL does: byte-identical to the reference. The round
+/// trip is computed directly (`crate::jpeg`), without the lossless entropy coding in between.
+pub fn jpeg(image: &RgbImage, quality: u8) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    RgbImage::new(
+        w,
+        h,
+        crate::jpeg::round_trip(image.as_bytes(), w, h, quality),
+    )
+    .expect("same size")
 }
 
 /// libjpeg-compatible JPEG encoding (what PIL's `save(..., 'JPEG', quality=q)` writes).

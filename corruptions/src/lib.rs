@@ -21,6 +21,7 @@ mod digital;
 mod draws;
 mod filters;
 mod image;
+mod jpeg;
 pub mod metrics;
 mod noise;
 mod opencv;
@@ -298,7 +299,7 @@ pub fn corrupt_with(
         Saturate => digital::saturate(image, preset.saturate(s)),
         ElasticTransform => digital::elastic(image, preset.elastic(s), draws),
         Pixelate => digital::pixelate(image, preset.pixelate(s)),
-        JpegCompression => digital::jpeg(image, preset.jpeg_quality(s))?,
+        JpegCompression => digital::jpeg(image, preset.jpeg_quality(s)),
     };
     Ok(out)
 }
