@@ -6,6 +6,7 @@ use crate::filters::{gaussian_f64, pil_box_resize, sample_linear_reflect, Border
 use crate::image::{unit_to_scaled, RgbImage};
 use crate::opencv::{affine_transform, warp_affine_linear};
 use crate::Error;
+use multiversion::multiversion;
 
 fn map_hsv(image: &RgbImage, f: impl Fn([f64; 3]) -> [f64; 3]) -> RgbImage {
     let x = image.unit_f64();
@@ -128,13 +129,19 @@ pub fn elastic(
     };
     let dx = field(draws);
     let dy = field(draws);
-    let mut out = Vec::with_capacity(x.len());
+    displace(&warped, [h, w], &dx, &dy)
+}
+
+/// Samples the warped image at each pixel moved by (dx, dy), linear with scipy's 'reflect'.
+#[multiversion(targets = "simd")]
+fn displace(warped: &[f32], [h, w]: [usize; 2], dx: &[f32], dy: &[f32]) -> RgbImage {
+    let mut out = Vec::with_capacity(warped.len());
     let mut pixel = [0.0; 3];
     for y in 0..h {
         for xx in 0..w {
             let i = y * w + xx;
             let (sy, sx) = (y as f64 + dy[i] as f64, xx as f64 + dx[i] as f64);
-            sample_linear_reflect(&warped, [h, w, 3], sy, sx, &mut pixel);
+            sample_linear_reflect(warped, [h, w, 3], sy, sx, &mut pixel);
             out.extend(pixel.map(|v| ((v as f32).clamp(0.0, 1.0) * 255.0) as f64));
         }
     }

@@ -328,6 +328,7 @@ fn zoom_taps(n: usize, z: f64) -> Vec<(usize, usize, f64)> {
 
 /// Linear interpolation of an `[h][w][c]` array at (y, x) with scipy's 'reflect' rule, all
 /// channels of the pixel at once (into `out`, one value per channel).
+#[inline(always)]
 pub fn sample_linear_reflect(data: &[f32], [h, w, c]: [usize; 3], y: f64, x: f64, out: &mut [f64]) {
     let (y0, fy) = (y.floor(), y - y.floor());
     let (x0, fx) = (x.floor(), x - x.floor());

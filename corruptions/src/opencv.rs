@@ -171,6 +171,7 @@ pub fn affine_transform(src: [[f32; 2]; 3], dst: [[f32; 2]; 3]) -> [f64; 6] {
 /// `cv::warpAffine(src, M, (w, h), INTER_LINEAR, BORDER_REFLECT_101)` for float32 `[h][w][c]`:
 /// M is inverted, source coordinates are computed in fixed point with 1/32-pixel resolution
 /// (AB_BITS = 10, INTER_BITS = 5) and interpolated with float32 weights.
+#[multiversion(targets = "simd")]
 pub fn warp_affine_linear(src: &[f32], h: usize, w: usize, c: usize, m: [f64; 6]) -> Vec<f32> {
     const AB_BITS: i64 = 10;
     const AB_SCALE: f64 = (1 << AB_BITS) as f64;
