@@ -133,6 +133,7 @@ impl RgbImage {
 }
 
 /// `np.uint8(v)` for v in [0, 255] (NaN maps to 0).
+#[inline(always)]
 pub(crate) fn truncate_u8(v: f64) -> u8 {
     if v.is_nan() {
         0
@@ -142,6 +143,7 @@ pub(crate) fn truncate_u8(v: f64) -> u8 {
 }
 
 /// `np.clip(v, 0, 1) * 255` for a unit-scale value.
+#[inline(always)]
 pub(crate) fn unit_to_scaled(v: f64) -> f64 {
     v.clamp(0.0, 1.0) * 255.0
 }

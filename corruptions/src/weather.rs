@@ -4,10 +4,11 @@ use std::sync::OnceLock;
 
 use crate::draws::Draws;
 use crate::filters::clipped_zoom;
-use crate::image::{unit_to_scaled, RgbImage};
+use crate::image::{truncate_u8, unit_to_scaled, RgbImage};
 use crate::opencv::motion_blur_im;
 use crate::params::Preset;
 use crate::Error;
+use multiversion::multiversion;
 
 /// Snow flakes (a zoomed, thresholded noise layer, motion-blurred by ImageMagick at an angle in
 /// [−135°, −45°)) over a greyed, brightened image.
@@ -131,63 +132,15 @@ pub fn plasma_fractal(size: usize, decay: f64, draws: &mut dyn Draws) -> Vec<f64
     let mut map = vec![0f64; size * size];
     let mut step = size;
     let mut wibble = 100.0;
-    let mean_with_noise = |values: Vec<f64>, wibble: f64, draws: &mut dyn Draws| -> Vec<f64> {
-        let noise = draws.uniform_range(-wibble, wibble, values.len());
-        values
-            .iter()
-            .zip(noise)
-            .map(|(v, n)| v / 4.0 + wibble * n)
-            .collect()
-    };
     while step >= 2 {
-        let k = size / step;
-        let half = step / 2;
-        let grid = |map: &Vec<f64>, oy: usize, ox: usize| -> Vec<f64> {
-            (0..k)
-                .flat_map(|i| (0..k).map(move |j| (i, j)))
-                .map(|(i, j)| map[(oy + i * step) * size + ox + j * step])
-                .collect()
-        };
-        let roll = |a: &Vec<f64>, shift: isize, axis: usize| -> Vec<f64> {
-            // np.roll: result[i] = a[(i − shift) mod k] along the axis
-            let mut out = vec![0.0; k * k];
-            for i in 0..k {
-                for j in 0..k {
-                    let (si, sj) = if axis == 0 {
-                        (((i as isize - shift).rem_euclid(k as isize)) as usize, j)
-                    } else {
-                        (i, ((j as isize - shift).rem_euclid(k as isize)) as usize)
-                    };
-                    out[i * k + j] = a[si * k + sj];
-                }
-            }
-            out
-        };
-        let add = |a: &Vec<f64>, b: &Vec<f64>| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| x + y).collect()
-        };
-        let put = |map: &mut Vec<f64>, oy: usize, ox: usize, values: &[f64]| {
-            for i in 0..k {
-                for j in 0..k {
-                    map[(oy + i * step) * size + ox + j * step] = values[i * k + j];
-                }
-            }
-        };
-        // fill squares
-        let corners = grid(&map, 0, 0);
-        let square = add(&corners, &roll(&corners, -1, 0));
-        let square = add(&square, &roll(&square, -1, 1));
-        let centres = mean_with_noise(square, wibble, draws);
-        put(&mut map, half, half, &centres);
-        // fill diamonds
-        let dr = grid(&map, half, half);
-        let ul = grid(&map, 0, 0);
-        let lt = add(&add(&dr, &roll(&dr, 1, 0)), &add(&ul, &roll(&ul, -1, 1)));
-        let top = mean_with_noise(lt, wibble, draws);
-        put(&mut map, 0, half, &top);
-        let tt = add(&add(&dr, &roll(&dr, 1, 1)), &add(&ul, &roll(&ul, -1, 0)));
-        let left = mean_with_noise(tt, wibble, draws);
-        put(&mut map, half, 0, &left);
+        let grid = Grid { size, step };
+        // fill squares: the mean of each cell's four corners
+        let noise = draws.uniform_range(-wibble, wibble, grid.cells());
+        grid.fill_squares(&mut map, &noise, wibble);
+        // fill diamonds: the top, then the left edge midpoints of each cell
+        let top = draws.uniform_range(-wibble, wibble, grid.cells());
+        let left = draws.uniform_range(-wibble, wibble, grid.cells());
+        grid.fill_diamonds(&mut map, &top, &left, wibble);
         step /= 2;
         wibble /= decay;
     }
@@ -195,6 +148,68 @@ pub fn plasma_fractal(size: usize, decay: f64, draws: &mut dyn Draws) -> Vec<f64
     map.iter_mut().for_each(|v| *v -= min);
     let max = map.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     map.iter().map(|v| v / max).collect()
+}
+
+/// One level of the diamond-square recursion: the `k × k` cells of side `step`. The sums are
+/// those of the reference's `np.roll` expressions, term for term and in its order.
+struct Grid {
+    size: usize,
+    step: usize,
+}
+
+impl Grid {
+    fn cells(&self) -> usize {
+        (self.size / self.step).pow(2)
+    }
+
+    /// Map value at cell (i, j) of the grid offset by (oy, ox), cell indices taken modulo k.
+    #[inline(always)]
+    fn at(&self, map: &[f64], oy: usize, ox: usize, i: usize, j: usize) -> f64 {
+        let k = self.size / self.step;
+        map[(oy + (i % k) * self.step) * self.size + ox + (j % k) * self.step]
+    }
+
+    fn fill_squares(&self, map: &mut [f64], noise: &[f64], wibble: f64) {
+        let (k, half) = (self.size / self.step, self.step / 2);
+        let mut centres = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                let c = |di: usize, dj: usize| self.at(map, 0, 0, i + di, j + dj);
+                // (corners + roll(corners, -1, 0)), then + its roll(-1, 1)
+                let square = (c(0, 0) + c(1, 0)) + (c(0, 1) + c(1, 1));
+                centres[i * k + j] = square / 4.0 + wibble * noise[i * k + j];
+            }
+        }
+        self.put(map, half, half, &centres);
+    }
+
+    fn fill_diamonds(&self, map: &mut [f64], top: &[f64], left: &[f64], wibble: f64) {
+        let (k, half) = (self.size / self.step, self.step / 2);
+        let mut tops = vec![0.0; k * k];
+        let mut lefts = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                let dr = |di: usize, dj: usize| self.at(map, half, half, i + di, j + dj);
+                let ul = |di: usize, dj: usize| self.at(map, 0, 0, i + di, j + dj);
+                // roll by +1 reads index − 1, i.e. + k − 1 modulo k
+                let lt = (dr(0, 0) + dr(k - 1, 0)) + (ul(0, 0) + ul(0, 1));
+                tops[i * k + j] = lt / 4.0 + wibble * top[i * k + j];
+                let tt = (dr(0, 0) + dr(0, k - 1)) + (ul(0, 0) + ul(1, 0));
+                lefts[i * k + j] = tt / 4.0 + wibble * left[i * k + j];
+            }
+        }
+        self.put(map, 0, half, &tops);
+        self.put(map, half, 0, &lefts);
+    }
+
+    fn put(&self, map: &mut [f64], oy: usize, ox: usize, values: &[f64]) {
+        let k = self.size / self.step;
+        for (i, row) in values.chunks_exact(k).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                map[(oy + i * self.step) * self.size + ox + j * self.step] = v;
+            }
+        }
+    }
 }
 
 /// x + amount·fractal, rescaled by max(x)/(max(x) + amount).
@@ -207,17 +222,32 @@ pub fn fog(
     let (w, h) = (image.width(), image.height());
     let size = preset.fog_map_size(w.max(h));
     let fractal = plasma_fractal(size, decay, draws);
-    let x = image.unit_f64();
-    let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut out = Vec::with_capacity(x.len());
-    for y in 0..h {
-        for xx in 0..w {
-            let f = fractal[y * size + xx];
+    let out = add_fog(image.as_bytes(), w, &fractal, size, amount);
+    RgbImage::new(w, h, out).expect("same size")
+}
+
+/// `(x + amount·fractal) · max / (max + amount)` on the 0–1 scale, then the final clip and
+/// `np.uint8`, for each value of the interleaved RGB bytes.
+#[multiversion(targets = "simd")]
+fn add_fog(bytes: &[u8], w: usize, fractal: &[f64], size: usize, amount: f64) -> Vec<u8> {
+    let max = f64::from(bytes.iter().copied().max().unwrap_or(0)) / 255.0;
+    let mut out = vec![0u8; bytes.len()];
+    for (y, (row, source)) in out
+        .chunks_exact_mut(3 * w)
+        .zip(bytes.chunks_exact(3 * w))
+        .enumerate()
+    {
+        let fractal_row = &fractal[y * size..y * size + w];
+        for ((o, p), &f) in row
+            .chunks_exact_mut(3)
+            .zip(source.chunks_exact(3))
+            .zip(fractal_row)
+        {
             for c in 0..3 {
-                let v = x[(y * w + xx) * 3 + c] + amount * f;
-                out.push(unit_to_scaled(v * max / (max + amount)));
+                let v = f64::from(p[c]) / 255.0 + amount * f;
+                o[c] = truncate_u8(unit_to_scaled(v * max / (max + amount)));
             }
         }
     }
-    RgbImage::from_scaled_f64(w, h, out)
+    out
 }
