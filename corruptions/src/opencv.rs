@@ -217,21 +217,11 @@ pub fn warp_affine_linear(src: &[f32], h: usize, w: usize, c: usize, m: [f64; 6]
 
 /// `cv::Canny(src, low, high)` with a 3×3 Sobel (replicated border) and the L1 gradient norm.
 pub fn canny(src: &[u8], h: usize, w: usize, low: i32, high: i32) -> Vec<u8> {
-    let at = |y: isize, x: isize| {
-        src[Border::Nearest.index(y, h) * w + Border::Nearest.index(x, w)] as i32
-    };
-    let mut dx = vec![0i32; h * w];
-    let mut dy = vec![0i32; h * w];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            dx[y as usize * w + x as usize] =
-                (at(y - 1, x + 1) + 2 * at(y, x + 1) + at(y + 1, x + 1))
-                    - (at(y - 1, x - 1) + 2 * at(y, x - 1) + at(y + 1, x - 1));
-            dy[y as usize * w + x as usize] =
-                (at(y + 1, x - 1) + 2 * at(y + 1, x) + at(y + 1, x + 1))
-                    - (at(y - 1, x - 1) + 2 * at(y - 1, x) + at(y - 1, x + 1));
-        }
-    }
+    let (dx, dy) = sobel(
+        &pad_one(h, w, Border::Nearest, |y, x| i32::from(src[y * w + x])),
+        h,
+        w,
+    );
     // Magnitudes with a zero frame, as OpenCV pads its magnitude rows.
     let (mw, mh) = (w + 2, h + 2);
     let mut mag = vec![0i32; mw * mh];
@@ -306,6 +296,28 @@ pub fn canny(src: &[u8], h: usize, w: usize, low: i32, high: i32) -> Vec<u8> {
         }
     }
     out
+}
+
+/// 3×3 Sobel derivatives (x, y) of a plane padded by [`pad_one`].
+#[multiversion(targets = "simd")]
+fn sobel(padded: &[i32], h: usize, w: usize) -> (Vec<i32>, Vec<i32>) {
+    let pw = w + 2;
+    let mut dx = vec![0i32; h * w];
+    let mut dy = vec![0i32; h * w];
+    for y in 0..h {
+        let (up, mid, down) = (
+            &padded[y * pw..],
+            &padded[(y + 1) * pw..],
+            &padded[(y + 2) * pw..],
+        );
+        for x in 0..w {
+            dx[y * w + x] =
+                (up[x + 2] + 2 * mid[x + 2] + down[x + 2]) - (up[x] + 2 * mid[x] + down[x]);
+            dy[y * w + x] =
+                (down[x] + 2 * down[x + 1] + down[x + 2]) - (up[x] + 2 * up[x + 1] + up[x + 2]);
+        }
+    }
+    (dx, dy)
 }
 
 /// `cv::distanceTransform(src, DIST_L2, 5)`: two-pass 5×5 chamfer distance to the nearest zero
@@ -387,19 +399,42 @@ pub fn box3_u8(plane: &[u8], h: usize, w: usize) -> Vec<u8> {
 }
 
 fn box3(h: usize, w: usize, value: impl Fn(usize, usize) -> f64) -> Vec<f64> {
+    let padded = pad_one(h, w, Border::Reflect101, value);
+    box3_padded(&padded, h, w)
+}
+
+/// The plane extended by one pixel on each side under `border`, row-major `(h + 2) × (w + 2)`.
+fn pad_one<T: Copy + Default>(
+    h: usize,
+    w: usize,
+    border: Border,
+    value: impl Fn(usize, usize) -> T,
+) -> Vec<T> {
+    let pw = w + 2;
+    let mut padded = vec![T::default(); (h + 2) * pw];
+    for (py, row) in padded.chunks_exact_mut(pw).enumerate() {
+        let y = border.index(py as isize - 1, h);
+        for (px, v) in row.iter_mut().enumerate() {
+            *v = value(y, border.index(px as isize - 1, w));
+        }
+    }
+    padded
+}
+
+/// 3×3 sums in row-major tap order over a plane padded by [`pad_one`].
+#[multiversion(targets = "simd")]
+fn box3_padded(padded: &[f64], h: usize, w: usize) -> Vec<f64> {
+    let pw = w + 2;
     let mut out = vec![0.0; h * w];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
+        for (x, o) in row.iter_mut().enumerate() {
             let mut s = 0.0;
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    s += value(
-                        Border::Reflect101.index(y + dy, h),
-                        Border::Reflect101.index(x + dx, w),
-                    );
+            for dy in 0..3 {
+                for dx in 0..3 {
+                    s += padded[(y + dy) * pw + x + dx];
                 }
             }
-            out[y as usize * w + x as usize] = s;
+            *o = s;
         }
     }
     out
@@ -428,18 +463,23 @@ pub fn equalize_hist(plane: &[u8]) -> Vec<u8> {
 
 /// `cv::filter2D(src, CV_8U, kernel)` with an integer 3×3 kernel (REFLECT_101, saturating).
 pub fn filter2d_u8(plane: &[u8], h: usize, w: usize, kernel: [[i32; 3]; 3]) -> Vec<u8> {
+    let padded = pad_one(h, w, Border::Reflect101, |y, x| i32::from(plane[y * w + x]));
+    filter3_padded(&padded, h, w, kernel)
+}
+
+#[multiversion(targets = "simd")]
+fn filter3_padded(padded: &[i32], h: usize, w: usize, kernel: [[i32; 3]; 3]) -> Vec<u8> {
+    let pw = w + 2;
     let mut out = vec![0u8; h * w];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
+        for (x, o) in row.iter_mut().enumerate() {
             let mut s = 0i32;
-            for (ky, row) in kernel.iter().enumerate() {
-                for (kx, k) in row.iter().enumerate() {
-                    let sy = Border::Reflect101.index(y + ky as isize - 1, h);
-                    let sx = Border::Reflect101.index(x + kx as isize - 1, w);
-                    s += k * plane[sy * w + sx] as i32;
+            for (ky, taps) in kernel.iter().enumerate() {
+                for (kx, k) in taps.iter().enumerate() {
+                    s += k * padded[(y + ky) * pw + x + kx];
                 }
             }
-            out[y as usize * w + x as usize] = s.clamp(0, 255) as u8;
+            *o = s.clamp(0, 255) as u8;
         }
     }
     out

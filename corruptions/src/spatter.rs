@@ -2,10 +2,11 @@
 
 use crate::draws::Draws;
 use crate::filters::{gaussian_f32, gaussian_f64, Border};
-use crate::image::RgbImage;
+use crate::image::{truncate_u8, RgbImage};
 use crate::opencv::{
     box3_f32, box3_u8, canny, distance_transform_l2_5, equalize_hist, filter2d_u8,
 };
+use multiversion::multiversion;
 
 pub fn spatter(
     image: &RgbImage,
@@ -21,16 +22,16 @@ pub fn spatter(
         .iter_mut()
         .filter(|v| **v < threshold)
         .for_each(|v| *v = 0.0);
-    let out: Vec<f64> = if mode == 0 {
+    let out = if mode == 0 {
         water(&x, &liquid, h, w, intensity)
     } else {
         mud(&x, &liquid, h, w, threshold, intensity)
     };
-    RgbImage::from_scaled_f64(w, h, out)
+    RgbImage::new(w, h, out).expect("same size")
 }
 
 /// Edges of the liquid layer → distance → emboss → drops tinted pale turquoise (175, 238, 238).
-fn water(x: &[f32], liquid: &[f64], h: usize, w: usize, intensity: f64) -> Vec<f64> {
+fn water(x: &[f32], liquid: &[f64], h: usize, w: usize, intensity: f64) -> Vec<u8> {
     // (liquid · 255).astype(uint8): a C cast, wrapping outside 0..255
     let liquid_u8: Vec<u8> = liquid.iter().map(|v| (v * 255.0) as i64 as u8).collect();
     let edges = canny(&liquid_u8, h, w, 50, 150);
@@ -50,32 +51,42 @@ fn water(x: &[f32], liquid: &[f64], h: usize, w: usize, intensity: f64) -> Vec<f
         .collect();
     let peak = m.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let tint = [175.0f32 / 255.0, 238.0 / 255.0, 238.0 / 255.0];
-    let intensity = intensity as f32;
-    let mut out = Vec::with_capacity(3 * h * w);
-    for (i, &mi) in m.iter().enumerate() {
+    tint_drops(x, &m, peak, intensity as f32, tint)
+}
+
+/// `x + (m / peak) · intensity · tint`, clipped, on the 0–255 scale, through `np.uint8`.
+#[multiversion(targets = "simd")]
+fn tint_drops(x: &[f32], m: &[f32], peak: f32, intensity: f32, tint: [f32; 3]) -> Vec<u8> {
+    let mut out = vec![0u8; x.len()];
+    for ((o, p), &mi) in out.chunks_exact_mut(3).zip(x.chunks_exact(3)).zip(m) {
         let scaled = (mi / peak) * intensity;
         for c in 0..3 {
-            let v = (x[3 * i + c] + scaled * tint[c]).clamp(0.0, 1.0) * 255.0;
-            out.push(v as f64);
+            let v = (p[c] + scaled * tint[c]).clamp(0.0, 1.0) * 255.0;
+            o[c] = truncate_u8(f64::from(v));
         }
     }
     out
 }
 
 /// Mud (63, 42, 20) where the smoothed mask exceeds 0.8.
-fn mud(x: &[f32], liquid: &[f64], h: usize, w: usize, threshold: f64, mud_sigma: f64) -> Vec<f64> {
+fn mud(x: &[f32], liquid: &[f64], h: usize, w: usize, threshold: f64, mud_sigma: f64) -> Vec<u8> {
     let mask: Vec<f32> = liquid
         .iter()
         .map(|&v| if v > threshold { 1.0 } else { 0.0 })
         .collect();
     let mut m = gaussian_f32(&mask, [h, w, 1], mud_sigma, 4.0, Border::Nearest);
     m.iter_mut().filter(|v| **v < 0.8).for_each(|v| *v = 0.0);
-    let colour = [63.0f32 / 255.0, 42.0 / 255.0, 20.0 / 255.0];
-    let mut out = Vec::with_capacity(3 * h * w);
-    for (i, &mi) in m.iter().enumerate() {
+    paint_mud(x, &m, [63.0f32 / 255.0, 42.0 / 255.0, 20.0 / 255.0])
+}
+
+/// `x · (1 − m) + colour · m`, clipped, on the 0–255 scale, through `np.uint8`.
+#[multiversion(targets = "simd")]
+fn paint_mud(x: &[f32], m: &[f32], colour: [f32; 3]) -> Vec<u8> {
+    let mut out = vec![0u8; x.len()];
+    for ((o, p), &mi) in out.chunks_exact_mut(3).zip(x.chunks_exact(3)).zip(m) {
         for c in 0..3 {
-            let v = (x[3 * i + c] * (1.0 - mi) + colour[c] * mi).clamp(0.0, 1.0) * 255.0;
-            out.push(v as f64);
+            let v = (p[c] * (1.0 - mi) + colour[c] * mi).clamp(0.0, 1.0) * 255.0;
+            o[c] = truncate_u8(f64::from(v));
         }
     }
     out
