@@ -95,24 +95,42 @@ fn correlate_rows(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec
 
 /// The same correlation when the kernel is longer than the line (elastic_transform's σ ≈ 171 on
 /// 224 pixels): the border rule maps every tap onto one of the `h` rows, so the kernel folds into
-/// an `h × h` matrix and each output sums `h` products instead of `2r + 1`. The sums run in
-/// another order than scipy's, which moves results by a few units in the last place.
-#[multiversion(targets = "simd")]
+/// an `h × h` matrix and the pass is one matrix product. The sums run in another order than
+/// scipy's, which moves results by a few units in the last place.
 fn correlate_rows_folded(data: &[f64], h: usize, kernel: &[f64], border: Border) -> Vec<f64> {
     let row_len = data.len() / h;
     let radius = (kernel.len() / 2) as isize;
+    // weights[y][s]: the total weight row s receives in output row y.
+    let mut weights = vec![0.0; h * h];
+    // The row each position −radius .. h + radius reads, looked up once.
+    let source: Vec<usize> = (-radius..h as isize + radius)
+        .map(|p| border.index(p, h))
+        .collect();
+    for (y, row) in weights.chunks_exact_mut(h).enumerate() {
+        for (&s, &weight) in source[y..].iter().zip(kernel) {
+            row[s] += weight;
+        }
+    }
     let mut out = vec![0.0; data.len()];
-    let mut weights = vec![0.0; h];
-    for (y, acc) in out.chunks_mut(row_len).enumerate() {
-        weights.iter_mut().for_each(|v| *v = 0.0);
-        for (k, &weight) in kernel.iter().enumerate() {
-            weights[border.index(y as isize + k as isize - radius, h)] += weight;
-        }
-        for (source, &weight) in data.chunks(row_len).zip(&weights) {
-            for (a, v) in acc.iter_mut().zip(source) {
-                *a += weight * v;
-            }
-        }
+    // out (h × row_len) = weights (h × h) · data (h × row_len), all row-major.
+    // SAFETY: the three buffers have exactly the dimensions and strides given.
+    unsafe {
+        matrixmultiply::dgemm(
+            h,
+            h,
+            row_len,
+            1.0,
+            weights.as_ptr(),
+            h as isize,
+            1,
+            data.as_ptr(),
+            row_len as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            row_len as isize,
+            1,
+        );
     }
     out
 }
