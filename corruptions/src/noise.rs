@@ -4,14 +4,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::draws::Draws;
-use crate::image::{unit_to_scaled, RgbImage};
+use crate::image::{truncate_u8, unit_to_scaled, RgbImage};
+use multiversion::multiversion;
 
 /// x + N(0, σ)
 pub fn gaussian(image: &RgbImage, sigma: f64, draws: &mut dyn Draws) -> RgbImage {
-    let x = image.unit_f64();
-    let noise = draws.normal(0.0, sigma, x.len());
-    let out = x.iter().zip(noise).map(|(v, n)| unit_to_scaled(v + n));
-    RgbImage::from_scaled_f64(image.width(), image.height(), out)
+    let noise = draws.normal(0.0, sigma, image.as_bytes().len());
+    let out = add_noise(image.as_bytes(), &noise, false);
+    RgbImage::new(image.width(), image.height(), out).expect("same size")
+}
+
+/// `x + n` (or `x + x·n` when `multiplicative`) on the 0–1 scale, clipped, through `np.uint8`.
+#[multiversion(targets = "simd")]
+fn add_noise(bytes: &[u8], noise: &[f64], multiplicative: bool) -> Vec<u8> {
+    let unit = |b: u8| f64::from(b) / 255.0;
+    if multiplicative {
+        let values = bytes.iter().zip(noise).map(|(&b, n)| unit(b) + unit(b) * n);
+        values.map(|v| truncate_u8(unit_to_scaled(v))).collect()
+    } else {
+        let values = bytes.iter().zip(noise).map(|(&b, n)| unit(b) + n);
+        values.map(|v| truncate_u8(unit_to_scaled(v))).collect()
+    }
 }
 
 /// Poisson(x·c) / c. The 256 possible rates of an 8-bit image get their CDF tabulated once, by
@@ -113,8 +126,7 @@ pub fn impulse(image: &RgbImage, amount: f64, draws: &mut dyn Draws) -> RgbImage
 
 /// x + x·N(0, σ)
 pub fn speckle(image: &RgbImage, sigma: f64, draws: &mut dyn Draws) -> RgbImage {
-    let x = image.unit_f64();
-    let noise = draws.normal(0.0, sigma, x.len());
-    let out = x.iter().zip(noise).map(|(v, n)| unit_to_scaled(v + v * n));
-    RgbImage::from_scaled_f64(image.width(), image.height(), out)
+    let noise = draws.normal(0.0, sigma, image.as_bytes().len());
+    let out = add_noise(image.as_bytes(), &noise, true);
+    RgbImage::new(image.width(), image.height(), out).expect("same size")
 }

@@ -33,24 +33,28 @@ pub fn snow(
         .collect();
     let angle = draws.uniform_range(-135.0, -45.0, 1)[0];
     let blurred = motion_blur_im(&layer_u8, h, w, 1, radius, sigma, angle);
-    let flakes: Vec<f64> = blurred.iter().map(|&v| v as f64 / 255.0).collect();
     // numpy multiplies float32 arrays by Python floats in float32: both factors are rounded once.
-    let (keep, mix) = (blend as f32, (1.0 - blend) as f32);
-    let mut out = Vec::with_capacity(3 * w * h);
-    for y in 0..h {
-        for xx in 0..w {
-            let i = y * w + xx;
-            let [r, g, b] = [x[3 * i], x[3 * i + 1], x[3 * i + 2]];
-            let gray = r * 0.299 + g * 0.587 + b * 0.114;
-            let lifted = gray * 1.5 + 0.5;
-            let rotated = flakes[(h - 1 - y) * w + (w - 1 - xx)];
-            for v in [r, g, b] {
-                let mixed = keep * v + mix * v.max(lifted);
-                out.push(unit_to_scaled(mixed as f64 + flakes[i] + rotated));
-            }
+    let out = blend_snow(&x, &blurred, (blend as f32, (1.0 - blend) as f32));
+    RgbImage::new(w, h, out).expect("same size")
+}
+
+/// `keep·x + mix·max(x, 1.5·gray + 0.5)` (float32) plus the flakes and the flakes rotated by
+/// 180°, clipped, through `np.uint8`.
+#[multiversion(targets = "simd")]
+fn blend_snow(x: &[f32], flakes: &[u8], (keep, mix): (f32, f32)) -> Vec<u8> {
+    let n = flakes.len();
+    let mut out = vec![0u8; x.len()];
+    for (i, (o, p)) in out.chunks_exact_mut(3).zip(x.chunks_exact(3)).enumerate() {
+        let gray = p[0] * 0.299 + p[1] * 0.587 + p[2] * 0.114;
+        let lifted = gray * 1.5 + 0.5;
+        let flake = f64::from(flakes[i]) / 255.0;
+        let rotated = f64::from(flakes[n - 1 - i]) / 255.0;
+        for (o, &v) in o.iter_mut().zip(p) {
+            let mixed = keep * v + mix * v.max(lifted);
+            *o = truncate_u8(unit_to_scaled(f64::from(mixed) + flake + rotated));
         }
     }
-    RgbImage::from_scaled_f64(w, h, out)
+    out
 }
 
 /// The first five ImageNet-C frost textures (Apache-2.0, see frost/LICENSE), as OpenCV decodes
