@@ -5,6 +5,8 @@
 
 use multiversion::multiversion;
 
+use crate::dft::{Correlator, DFT_MIN_TAPS};
+
 /// How a filter reads outside the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Border {
@@ -217,27 +219,72 @@ pub fn gaussian_f32(
         .collect()
 }
 
-/// `cv2.filter2D` (correlation, REFLECT_101 border) of one float64 plane with a float32 kernel.
-#[multiversion(targets = "simd")]
-pub fn filter2d_plane(
-    plane: &[f64],
+/// `cv2.filter2D` (correlation, REFLECT_101 border) of float64 planes with one float32 kernel.
+/// Like OpenCV, kernels of [`DFT_MIN_TAPS`] or more go through the DFT, smaller ones are summed
+/// directly.
+pub fn filter2d_planes(
+    planes: &[Vec<f64>],
     h: usize,
     w: usize,
     kernel: &[f32],
     kh: usize,
     kw: usize,
-) -> Vec<f64> {
+) -> Vec<Vec<f64>> {
     let (ay, ax) = (kh / 2, kw / 2);
-    // Pad once (REFLECT_101), then visit only the non-zero taps: the disk kernels are mostly zeros.
     let (pw, ph) = (w + 2 * ax, h + 2 * ay);
-    let mut padded = vec![0.0; pw * ph];
-    for y in 0..ph {
-        let sy = Border::Reflect101.index(y as isize - ay as isize, h);
-        for x in 0..pw {
-            padded[y * pw + x] =
-                plane[sy * w + Border::Reflect101.index(x as isize - ax as isize, w)];
+    let pad = |plane: &[f64]| {
+        let mut padded = vec![0.0; pw * ph];
+        for (y, row) in padded.chunks_exact_mut(pw).enumerate() {
+            let sy = Border::Reflect101.index(y as isize - ay as isize, h);
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = plane[sy * w + Border::Reflect101.index(x as isize - ax as isize, w)];
+            }
+        }
+        padded
+    };
+    if kh * kw >= DFT_MIN_TAPS {
+        let kernel: Vec<f64> = kernel.iter().map(|&k| f64::from(k)).collect();
+        let correlator = Correlator::new(&kernel, kh, kw, ph, pw);
+        planes
+            .iter()
+            .map(|plane| correlator.correlate(&pad(plane), pw, h, w))
+            .collect()
+    } else {
+        let direct = |plane: &Vec<f64>| correlate_direct(&pad(plane), [h, w], kernel, [kh, kw]);
+        planes.iter().map(direct).collect()
+    }
+}
+
+/// [`correlate_direct`] on an unpadded plane with a square kernel, for comparisons in tests.
+#[cfg(test)]
+pub fn correlate_direct_for_tests(
+    plane: &[f64],
+    h: usize,
+    w: usize,
+    kernel: &[f32],
+    n: usize,
+) -> Vec<f64> {
+    let a = n / 2;
+    let pw = w + 2 * a;
+    let mut padded = vec![0.0; pw * (h + 2 * a)];
+    for (y, row) in padded.chunks_exact_mut(pw).enumerate() {
+        let sy = Border::Reflect101.index(y as isize - a as isize, h);
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = plane[sy * w + Border::Reflect101.index(x as isize - a as isize, w)];
         }
     }
+    correlate_direct(&padded, [h, w], kernel, [n, n])
+}
+
+/// The direct sum over the non-zero taps of a plane padded by the kernel's half-sizes.
+#[multiversion(targets = "simd")]
+fn correlate_direct(
+    padded: &[f64],
+    [h, w]: [usize; 2],
+    kernel: &[f32],
+    [kh, kw]: [usize; 2],
+) -> Vec<f64> {
+    let pw = w + 2 * (kw / 2);
     let taps: Vec<(usize, usize, f64)> = (0..kh * kw)
         .filter(|&i| kernel[i] != 0.0)
         .map(|i| (i / kw, i % kw, kernel[i] as f64))

@@ -17,6 +17,7 @@
 
 mod blur;
 mod color;
+mod dft;
 mod digital;
 mod draws;
 mod filters;
