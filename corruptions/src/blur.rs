@@ -134,7 +134,8 @@ mod dft_tests {
                 let (kernel, n) = disk(radius, alias);
                 for c in 0..3 {
                     let plane: Vec<f64> = (0..w * h).map(|i| x[3 * i + c]).collect();
-                    let dft = filter2d_planes(&[plane.clone()], h, w, &kernel, n, n).remove(0);
+                    let dft = filter2d_planes(std::slice::from_ref(&plane), h, w, &kernel, n, n)
+                        .remove(0);
                     let direct = correlate_direct_for_tests(&plane, h, w, &kernel, n);
                     for (a, b) in dft.iter().zip(&direct) {
                         assert!((a - b).abs() < 1e-12);

@@ -59,7 +59,7 @@ impl Correlator {
             }
             // A real signal's DC and Nyquist terms are real; drop their rounding residue.
             row_spectrum[0].im = 0.0;
-            if self.columns % 2 == 0 {
+            if self.columns.is_multiple_of(2) {
                 row_spectrum[half - 1].im = 0.0;
             }
             self.inverse_rows
