@@ -554,3 +554,41 @@ fn resample_columns(src: &[u8], w: usize, nh: usize, taps: &[(usize, Vec<i32>)])
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The folded long-kernel correlation (one matrix product) against the tap-by-tap sum of
+    /// scipy's definition, on a 37 × 5 array with a kernel far longer than the 37 rows.
+    #[test]
+    fn folded_correlation_equals_the_tap_sum() {
+        let (h, row_len) = (37, 5);
+        let data: Vec<f64> = (0..h * row_len)
+            .map(|i| ((i * 29) % 53) as f64 / 53.0)
+            .collect();
+        let kernel = gaussian_kernel(40.0, 4.0);
+        let radius = (kernel.len() / 2) as isize;
+        assert!(radius as usize > h);
+        for border in [Border::Reflect, Border::Nearest, Border::Reflect101] {
+            let folded = correlate_rows(&data, h, &kernel, border);
+            for y in 0..h {
+                for x in 0..row_len {
+                    let direct: f64 = kernel
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &weight)| {
+                            let s = border.index(y as isize + k as isize - radius, h);
+                            weight * data[s * row_len + x]
+                        })
+                        .sum();
+                    let got = folded[y * row_len + x];
+                    assert!(
+                        (got - direct).abs() < 1e-12,
+                        "{border:?} ({y}, {x}): {got} vs {direct}"
+                    );
+                }
+            }
+        }
+    }
+}
