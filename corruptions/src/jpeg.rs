@@ -397,6 +397,7 @@ fn upsample(plane: &Plane, geometry: &Geometry) -> Vec<u8> {
     let (cw, ch) = (geometry.chroma_width, geometry.chroma_height);
     let mut out = vec![0u8; w * h];
     let mut row = vec![0u8; 2 * cw];
+    let mut sums = vec![0u16; cw];
     for (y, out_row) in out.chunks_exact_mut(w).enumerate() {
         let nearest = &plane.row(y / 2)[..cw];
         if cw <= 2 {
@@ -409,7 +410,7 @@ fn upsample(plane: &Plane, geometry: &Geometry) -> Vec<u8> {
             } else {
                 (y / 2 + 1).min(ch - 1)
             };
-            upsample_row(nearest, &plane.row(other)[..cw], &mut row);
+            upsample_row(nearest, &plane.row(other)[..cw], &mut sums, &mut row);
         }
         out_row.copy_from_slice(&row[..w]);
     }
@@ -418,18 +419,15 @@ fn upsample(plane: &Plane, geometry: &Geometry) -> Vec<u8> {
 
 /// One output row from its nearest and next-nearest chroma rows (9/16, 3/16, 3/16, 1/16 with
 /// libjpeg's alternating 8 / 7 rounding).
+/// `sums` is scratch space of the row's length.
 #[multiversion(targets = "simd")]
-fn upsample_row(nearest: &[u8], other: &[u8], out: &mut [u8]) {
+fn upsample_row(nearest: &[u8], other: &[u8], sums: &mut [u16], out: &mut [u8]) {
     let cw = nearest.len();
-    let sum = |j: usize| 3 * u16::from(nearest[j]) + u16::from(other[j]);
-    let (first, last) = (sum(0), sum(cw - 1));
-    out[0] = ((4 * first + 8) >> 4) as u8;
-    out[2 * cw - 1] = ((4 * last + 7) >> 4) as u8;
-    let sums: Vec<u16> = nearest
-        .iter()
-        .zip(other)
-        .map(|(&a, &b)| 3 * u16::from(a) + u16::from(b))
-        .collect();
+    for ((sum, &a), &b) in sums.iter_mut().zip(nearest).zip(other) {
+        *sum = 3 * u16::from(a) + u16::from(b);
+    }
+    out[0] = ((4 * sums[0] + 8) >> 4) as u8;
+    out[2 * cw - 1] = ((4 * sums[cw - 1] + 7) >> 4) as u8;
     // Output 2j+1 blends sums j and j+1; output 2j+2 blends j+1 and j.
     let pairs = out[1..2 * cw - 1].chunks_exact_mut(2);
     for ((pair, &this), &next) in pairs.zip(&sums[..cw - 1]).zip(&sums[1..]) {
