@@ -219,6 +219,26 @@ pub fn gaussian_f32(
         .collect()
 }
 
+/// An `h × w` plane extended by `ay` rows and `ax` columns on each side under `border`,
+/// row-major `(h + 2·ay) × (w + 2·ax)`; `value(y, x)` reads the plane.
+pub fn pad_plane<T: Copy + Default>(
+    h: usize,
+    w: usize,
+    [ay, ax]: [usize; 2],
+    border: Border,
+    value: impl Fn(usize, usize) -> T,
+) -> Vec<T> {
+    let pw = w + 2 * ax;
+    let mut padded = vec![T::default(); (h + 2 * ay) * pw];
+    for (py, row) in padded.chunks_exact_mut(pw).enumerate() {
+        let y = border.index(py as isize - ay as isize, h);
+        for (px, v) in row.iter_mut().enumerate() {
+            *v = value(y, border.index(px as isize - ax as isize, w));
+        }
+    }
+    padded
+}
+
 /// `cv2.filter2D` (correlation, REFLECT_101 border) of float64 planes with one float32 kernel.
 /// Like OpenCV, kernels of [`DFT_MIN_TAPS`] or more go through the DFT, smaller ones are summed
 /// directly.
@@ -232,16 +252,8 @@ pub fn filter2d_planes(
 ) -> Vec<Vec<f64>> {
     let (ay, ax) = (kh / 2, kw / 2);
     let (pw, ph) = (w + 2 * ax, h + 2 * ay);
-    let pad = |plane: &[f64]| {
-        let mut padded = vec![0.0; pw * ph];
-        for (y, row) in padded.chunks_exact_mut(pw).enumerate() {
-            let sy = Border::Reflect101.index(y as isize - ay as isize, h);
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = plane[sy * w + Border::Reflect101.index(x as isize - ax as isize, w)];
-            }
-        }
-        padded
-    };
+    let pad =
+        |plane: &[f64]| pad_plane(h, w, [ay, ax], Border::Reflect101, |y, x| plane[y * w + x]);
     if kh * kw >= DFT_MIN_TAPS {
         let kernel: Vec<f64> = kernel.iter().map(|&k| f64::from(k)).collect();
         let correlator = Correlator::new(&kernel, kh, kw, ph, pw);
@@ -264,15 +276,9 @@ pub fn correlate_direct_for_tests(
     kernel: &[f32],
     n: usize,
 ) -> Vec<f64> {
-    let a = n / 2;
-    let pw = w + 2 * a;
-    let mut padded = vec![0.0; pw * (h + 2 * a)];
-    for (y, row) in padded.chunks_exact_mut(pw).enumerate() {
-        let sy = Border::Reflect101.index(y as isize - a as isize, h);
-        for (x, v) in row.iter_mut().enumerate() {
-            *v = plane[sy * w + Border::Reflect101.index(x as isize - a as isize, w)];
-        }
-    }
+    let padded = pad_plane(h, w, [n / 2, n / 2], Border::Reflect101, |y, x| {
+        plane[y * w + x]
+    });
     correlate_direct(&padded, [h, w], kernel, [n, n])
 }
 

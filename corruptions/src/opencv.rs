@@ -4,7 +4,7 @@
 
 use multiversion::multiversion;
 
-use crate::filters::Border;
+use crate::filters::{pad_plane, Border};
 
 /// `cv::getGaussianKernel(n, sigma)` for σ > 0, as float32.
 pub fn gaussian_kernel_cv(n: usize, sigma: f64) -> Vec<f32> {
@@ -218,7 +218,9 @@ pub fn warp_affine_linear(src: &[f32], h: usize, w: usize, c: usize, m: [f64; 6]
 /// `cv::Canny(src, low, high)` with a 3×3 Sobel (replicated border) and the L1 gradient norm.
 pub fn canny(src: &[u8], h: usize, w: usize, low: i32, high: i32) -> Vec<u8> {
     let (dx, dy) = sobel(
-        &pad_one(h, w, Border::Nearest, |y, x| i32::from(src[y * w + x])),
+        &pad_plane(h, w, [1, 1], Border::Nearest, |y, x| {
+            i32::from(src[y * w + x])
+        }),
         h,
         w,
     );
@@ -298,7 +300,7 @@ pub fn canny(src: &[u8], h: usize, w: usize, low: i32, high: i32) -> Vec<u8> {
     out
 }
 
-/// 3×3 Sobel derivatives (x, y) of a plane padded by [`pad_one`].
+/// 3×3 Sobel derivatives (x, y) of a plane padded by [`pad_plane`] by one pixel.
 #[multiversion(targets = "simd")]
 fn sobel(padded: &[i32], h: usize, w: usize) -> (Vec<i32>, Vec<i32>) {
     let pw = w + 2;
@@ -399,29 +401,11 @@ pub fn box3_u8(plane: &[u8], h: usize, w: usize) -> Vec<u8> {
 }
 
 fn box3(h: usize, w: usize, value: impl Fn(usize, usize) -> f64) -> Vec<f64> {
-    let padded = pad_one(h, w, Border::Reflect101, value);
+    let padded = pad_plane(h, w, [1, 1], Border::Reflect101, value);
     box3_padded(&padded, h, w)
 }
 
-/// The plane extended by one pixel on each side under `border`, row-major `(h + 2) × (w + 2)`.
-fn pad_one<T: Copy + Default>(
-    h: usize,
-    w: usize,
-    border: Border,
-    value: impl Fn(usize, usize) -> T,
-) -> Vec<T> {
-    let pw = w + 2;
-    let mut padded = vec![T::default(); (h + 2) * pw];
-    for (py, row) in padded.chunks_exact_mut(pw).enumerate() {
-        let y = border.index(py as isize - 1, h);
-        for (px, v) in row.iter_mut().enumerate() {
-            *v = value(y, border.index(px as isize - 1, w));
-        }
-    }
-    padded
-}
-
-/// 3×3 sums in row-major tap order over a plane padded by [`pad_one`].
+/// 3×3 sums in row-major tap order over a plane padded by [`pad_plane`] by one pixel.
 #[multiversion(targets = "simd")]
 fn box3_padded(padded: &[f64], h: usize, w: usize) -> Vec<f64> {
     let pw = w + 2;
@@ -463,7 +447,9 @@ pub fn equalize_hist(plane: &[u8]) -> Vec<u8> {
 
 /// `cv::filter2D(src, CV_8U, kernel)` with an integer 3×3 kernel (REFLECT_101, saturating).
 pub fn filter2d_u8(plane: &[u8], h: usize, w: usize, kernel: [[i32; 3]; 3]) -> Vec<u8> {
-    let padded = pad_one(h, w, Border::Reflect101, |y, x| i32::from(plane[y * w + x]));
+    let padded = pad_plane(h, w, [1, 1], Border::Reflect101, |y, x| {
+        i32::from(plane[y * w + x])
+    });
     filter3_padded(&padded, h, w, kernel)
 }
 
