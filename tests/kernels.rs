@@ -37,6 +37,11 @@ fn conv2d_matches_burn_on_many_geometries() {
         (2, 8, 8, 4, 1, 2, 0, false),
         (2, 2, 7, 3, 5, 1, 0, false),
         (5, 16, 4, 16, 3, 1, 1, true),
+        // Winograd (3×3, stride 1, padding 1, ≥ 8 input channels): odd sizes, batch 1, 1×1 maps.
+        (1, 8, 7, 5, 3, 1, 1, true),
+        (3, 24, 9, 40, 3, 1, 1, false),
+        (2, 64, 1, 8, 3, 1, 1, true),
+        (1, 17, 32, 3, 3, 1, 1, false),
     ];
     for (n, c, s, co, k, stride, pad, with_bias) in cases {
         let x = random([n, c, s, s]);
@@ -63,6 +68,9 @@ fn conv_transpose2d_matches_burn_on_many_geometries() {
         (1, 4, 8, 3, 7, 2, 3, 1),
         (2, 8, 5, 8, 1, 1, 0, 0),
         (2, 3, 6, 2, 5, 1, 2, 0),
+        // Stride 1, padding 1 with ≥ 8 code channels: the Winograd kernel.
+        (1, 16, 7, 3, 3, 1, 1, 0),
+        (3, 32, 4, 12, 3, 1, 1, 0),
     ];
     for (n, c, s, co, k, stride, pad, out_pad) in cases {
         let z = random([n, c, s, s]);
@@ -140,6 +148,10 @@ mod gradients {
             (3, 4, 8, 6, 3, 2, 1, true),
             (2, 3, 9, 5, 7, 2, 3, false),
             (2, 6, 5, 3, 1, 1, 0, true),
+            // Winograd forward and input gradient (its transposed convolution too), odd sizes.
+            (1, 8, 5, 9, 3, 1, 1, true),
+            (2, 16, 7, 16, 3, 1, 1, false),
+            (2, 16, 8, 32, 3, 2, 1, false),
         ] {
             let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
             let bias = with_bias.then(|| Tensor::from_inner(random([co])).require_grad());
@@ -161,6 +173,8 @@ mod gradients {
             (2, 5, 6, 3, 3, 1, 1, 0),
             (2, 6, 4, 3, 3, 2, 1, 1),
             (1, 4, 5, 3, 7, 2, 3, 1),
+            (1, 16, 5, 3, 3, 1, 1, 0),
+            (2, 3, 7, 16, 3, 1, 1, 0),
         ] {
             let options = ConvTransposeOptions::new(
                 [stride, stride],

@@ -6,6 +6,8 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::winograd;
+
 /// Geometry of a 2-D convolution (square stride and padding, no dilation, one group).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -31,14 +33,14 @@ impl ConvGeometry {
 
 /// How many images share one GEMM: enough columns to keep the GEMM kernel efficient on small
 /// feature maps, but enough chunks to keep every thread busy.
-fn images_per_chunk(batch: usize, plane: usize) -> usize {
+pub(super) fn images_per_chunk(batch: usize, plane: usize) -> usize {
     const MIN_COLUMNS: usize = 512;
     let threads = rayon::current_num_threads().max(1);
     let wanted = MIN_COLUMNS.div_ceil(plane.max(1));
     wanted.min(batch.div_ceil(threads)).max(1)
 }
 
-fn inner_parallelism(chunks: usize) -> Parallelism {
+pub(super) fn inner_parallelism(chunks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if chunks < threads {
         Parallelism::Rayon(threads)
@@ -86,8 +88,18 @@ fn matmul(
     }
 }
 
-/// `conv2d(x, weight) + bias`: x [batch, c_in, h, w], weight [c_out, c_in, kh, kw].
+/// `conv2d(x, weight) + bias`: x [batch, c_in, h, w], weight [c_out, c_in, kh, kw]. Stride-1
+/// 3×3 convolutions with enough channels go through Winograd, the rest through im2row + GEMM.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) -> Vec<f32> {
+    if winograd::applies(&g) {
+        winograd::conv2d(x, weight, bias, g)
+    } else {
+        conv2d_direct(x, weight, bias, g)
+    }
+}
+
+/// `conv2d` through im2row + GEMM, for every geometry.
+pub fn conv2d_direct(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) -> Vec<f32> {
     let plane = g.out_h() * g.out_w();
     let depth = g.c_in * g.kh * g.kw;
     let image_in = g.c_in * g.h * g.w;

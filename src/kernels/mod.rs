@@ -6,6 +6,7 @@
 
 pub mod autodiff;
 pub mod cpu;
+pub mod winograd;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
