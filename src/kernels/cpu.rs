@@ -49,35 +49,71 @@ pub(super) fn inner_parallelism(chunks: usize) -> Parallelism {
     }
 }
 
-/// Row-major `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` with explicit strides for `lhs`.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    dst: &mut [f32],
+/// Where the elements of a matrix operand sit in its slice: the step from one column to the
+/// next and from one row to the next.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Strides {
+    pub col: isize,
+    pub row: isize,
+}
+
+impl Strides {
+    /// Rows of `cols` contiguous elements.
+    pub(super) fn row_major(cols: usize) -> Self {
+        Strides {
+            col: 1,
+            row: cols as isize,
+        }
+    }
+
+    /// Columns of `rows` contiguous elements (the transpose of a row-major matrix).
+    pub(super) fn col_major(rows: usize) -> Self {
+        Strides {
+            col: rows as isize,
+            row: 1,
+        }
+    }
+
+    /// Elements a `rows × cols` matrix with these strides spans.
+    fn extent(self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            return 0;
+        }
+        (rows - 1) * self.row as usize + (cols - 1) * self.col as usize + 1
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, each operand laid out by its own strides.
+pub(super) fn matmul(
+    (dst, dst_strides): (&mut [f32], Strides),
     accumulate: bool,
-    lhs: &[f32],
-    lhs_col_stride: isize,
-    lhs_row_stride: isize,
-    rhs: &[f32],
+    (lhs, lhs_strides): (&[f32], Strides),
+    (rhs, rhs_strides): (&[f32], Strides),
     (m, k, n): (usize, usize, usize),
     parallelism: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n && rhs.len() >= k * n);
-    // SAFETY: the slices cover the m×n, m×k (given strides) and k×n extents read and written.
+    assert!(
+        dst.len() >= dst_strides.extent(m, n)
+            && lhs.len() >= lhs_strides.extent(m, k)
+            && rhs.len() >= rhs_strides.extent(k, n),
+        "matmul operands smaller than their {m}×{k}·{k}×{n} extents"
+    );
+    // SAFETY: the assertion above keeps every element read or written inside its slice.
     unsafe {
         gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_strides.col,
+            dst_strides.row,
             accumulate,
             lhs.as_ptr(),
-            lhs_col_stride,
-            lhs_row_stride,
+            lhs_strides.col,
+            lhs_strides.row,
             rhs.as_ptr(),
-            1,
-            n as isize,
+            rhs_strides.col,
+            rhs_strides.row,
             1.0,
             1.0,
             false,
@@ -138,12 +174,10 @@ pub fn conv2d_direct(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeo
                     }
                 }
                 matmul(
-                    target,
+                    (target, Strides::row_major(width)),
                     bias.is_some(),
-                    weight,
-                    1,
-                    depth as isize,
-                    rhs,
+                    (weight, Strides::row_major(depth)),
+                    (rhs, Strides::row_major(width)),
                     (g.c_out, depth, width),
                     parallelism,
                 );
@@ -324,12 +358,10 @@ pub fn conv_transpose2d(
                 columns.resize(depth * width, 0.0);
                 // columns[depth, width] = weightᵀ[depth, c_in] · rhs[c_in, width]
                 matmul(
-                    columns,
+                    (columns, Strides::row_major(width)),
                     false,
-                    weight,
-                    depth as isize,
-                    1,
-                    rhs,
+                    (weight, Strides::col_major(depth)),
+                    (rhs, Strides::row_major(width)),
                     (depth, g.c_in, width),
                     parallelism,
                 );
@@ -425,30 +457,14 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
             };
             let mut partial = vec![0f32; g.c_out * depth];
             // partial[c_out, depth] = lhs[c_out, width] · rowsᵀ[width, depth]
-            // SAFETY: all extents lie inside the slices.
-            unsafe {
-                gemm(
-                    g.c_out,
-                    depth,
-                    width,
-                    partial.as_mut_ptr(),
-                    1,
-                    depth as isize,
-                    false,
-                    lhs.as_ptr(),
-                    1,
-                    width as isize,
-                    rows.as_ptr(),
-                    width as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            matmul(
+                (&mut partial, Strides::row_major(depth)),
+                false,
+                (lhs, Strides::row_major(width)),
+                (&rows, Strides::col_major(width)),
+                (g.c_out, width, depth),
+                parallelism,
+            );
             partial
         })
         .collect();

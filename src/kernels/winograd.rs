@@ -11,9 +11,9 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use gemm::{gemm, Parallelism};
+use gemm::Parallelism;
 
-use super::cpu::{images_per_chunk, inner_parallelism, ConvGeometry};
+use super::cpu::{images_per_chunk, inner_parallelism, matmul, ConvGeometry, Strides};
 
 /// Positions of a 4×4 tile spectrum.
 const SPECTRUM: usize = 16;
@@ -88,7 +88,8 @@ struct Scratch {
     products: Vec<f32>,
 }
 
-/// M_ξ [width][c_out] = (U_ξ [c_out][c_in] · V_ξᵀ) stored transposed.
+/// M_ξ [width][c_out] = (U_ξ [c_out][c_in] · V_ξᵀ), stored transposed: V_ξ and M_ξ are
+/// channel-last, so both are column-major operands of the GEMM.
 fn spectrum_product(
     dst: &mut [f32],
     lhs: &[f32],
@@ -96,31 +97,14 @@ fn spectrum_product(
     (m, k, n): (usize, usize, usize),
     parallelism: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    // SAFETY: dst is n rows of m, lhs m rows of k, rhs n rows of k: all inside the slices.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            m as isize,
-            1,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    matmul(
+        (dst, Strides::col_major(m)),
+        false,
+        (lhs, Strides::row_major(k)),
+        (rhs, Strides::col_major(k)),
+        (m, k, n),
+        parallelism,
+    );
 }
 
 /// One NCHW image → [2·rows + 2][2·cols + 2][c_in], one zero row/column before the image (the
