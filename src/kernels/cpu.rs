@@ -33,14 +33,14 @@ impl ConvGeometry {
 
 /// How many images share one GEMM: enough columns to keep the GEMM kernel efficient on small
 /// feature maps, but enough chunks to keep every thread busy.
-pub(super) fn images_per_chunk(batch: usize, plane: usize) -> usize {
+fn images_per_chunk(batch: usize, plane: usize) -> usize {
     const MIN_COLUMNS: usize = 512;
     let threads = rayon::current_num_threads().max(1);
     let wanted = MIN_COLUMNS.div_ceil(plane.max(1));
     wanted.min(batch.div_ceil(threads)).max(1)
 }
 
-pub(super) fn inner_parallelism(chunks: usize) -> Parallelism {
+fn inner_parallelism(chunks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if chunks < threads {
         Parallelism::Rayon(threads)

@@ -8,12 +8,14 @@
 //! read once instead of copied nine times. The transforms' constants (up to 8, down to 1/24)
 //! cost a few ulps more rounding than a direct sum; the tests bound it against the direct kernel.
 
+use std::cell::Cell;
+
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use gemm::Parallelism;
 
-use super::cpu::{images_per_chunk, inner_parallelism, matmul, ConvGeometry, Strides};
+use super::cpu::{matmul, ConvGeometry, Strides};
 
 /// Output tile side.
 const TILE: usize = 4;
@@ -38,6 +40,9 @@ fn tile_grid(g: &ConvGeometry) -> (usize, usize) {
 /// Inside a chunk of images the spectra are channel-last — V_ξ [tile][c_in], M_ξ [tile][c_out] —
 /// so that every transform step is an elementwise pass over the channels (long, contiguous
 /// vectors even where the feature maps are 4×4); the GEMM reads and writes them through strides.
+/// Each chunk runs in three parallel phases: input transforms (over images), the 36 GEMMs (over
+/// ξ, each with every tile of the chunk as its columns, so that each U_ξ is packed once per
+/// chunk even where a feature map is a single tile), output transforms (over images).
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) -> Vec<f32> {
     debug_assert!(applies(&g));
     let (rows, cols) = tile_grid(&g);
@@ -45,63 +50,80 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
     let image_in = g.c_in * g.h * g.w;
     let image_out = g.c_out * g.h * g.w;
     let spectra = transform_weights(weight, g.c_out, g.c_in);
-    let per_chunk = images_per_chunk(g.batch, tiles);
-    let parallelism = inner_parallelism(g.batch.div_ceil(per_chunk));
+    let per_chunk = COLUMNS_PER_CHUNK.div_ceil(tiles).min(g.batch).max(1);
     let mut out = vec![0f32; g.batch * image_out];
-    out.par_chunks_mut(per_chunk * image_out)
-        .zip(x.par_chunks(per_chunk * image_in))
-        .for_each_init(Scratch::default, |scratch, (dst, images)| {
-            let width = images.len() / image_in * tiles;
-            let Scratch {
-                padded,
-                inputs,
-                products,
-            } = scratch;
-            // Fully written (transform, GEMM) before they are read.
-            inputs.resize(SPECTRUM * width * g.c_in, 0.0);
-            products.resize(SPECTRUM * width * g.c_out, 0.0);
-            for (i, image) in images.chunks(image_in).enumerate() {
-                pad_channel_last(image, &g, padded);
-                transform_input(padded, &g, inputs, width, i * tiles);
-            }
-            for xi in 0..SPECTRUM {
+    // Reused across the chunks of this call (and across calls on this thread).
+    let mut inputs = SPECTRA_IN.take();
+    let mut products = SPECTRA_OUT.take();
+    for (dst, images) in out
+        .chunks_mut(per_chunk * image_out)
+        .zip(x.chunks(per_chunk * image_in))
+    {
+        let width = images.len() / image_in * tiles;
+        // Fully written (transforms, GEMMs) before they are read.
+        inputs.resize(SPECTRUM * width * g.c_in, 0.0);
+        products.resize(SPECTRUM * width * g.c_out, 0.0);
+        transform_inputs(images, &g, &mut inputs, width);
+        products
+            .par_chunks_mut(width * g.c_out)
+            .enumerate()
+            .for_each(|(xi, product)| {
                 spectrum_product(
-                    &mut products[xi * width * g.c_out..(xi + 1) * width * g.c_out],
+                    product,
                     &spectra[xi * g.c_in..],
                     &inputs[xi * width * g.c_in..(xi + 1) * width * g.c_in],
                     (g.c_out, g.c_in, width),
-                    parallelism,
                 );
-            }
-            for (i, image) in dst.chunks_mut(image_out).enumerate() {
-                transform_output(products, &g, width, i * tiles, padded);
+            });
+        dst.par_chunks_mut(image_out)
+            .enumerate()
+            .for_each_init(Vec::new, |padded, (i, image)| {
+                transform_output(&products, &g, width, i * tiles, padded);
                 unpad_channel_first(padded, &g, bias, image);
-            }
-        });
+            });
+    }
+    SPECTRA_IN.set(inputs);
+    SPECTRA_OUT.set(products);
     out
 }
 
-/// Per-thread buffers, kept across the chunks of one call.
-#[derive(Default)]
-struct Scratch {
-    /// One image, channel-last, zero-padded to the tile grid (input, then output).
-    padded: Vec<f32>,
-    /// V_ξ [width][c_in] for ξ = 0 … 35.
-    inputs: Vec<f32>,
+/// Tiles (GEMM columns) per chunk: wide enough for efficient GEMMs, small enough that a chunk's
+/// spectra stay near the caches.
+const COLUMNS_PER_CHUNK: usize = 512;
+
+thread_local! {
+    /// V_ξ [width][c_in] for ξ = 0 … 35 (taken while in use, so a nested call gets its own).
+    static SPECTRA_IN: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// M_ξ [width][c_out] for ξ = 0 … 35.
-    products: Vec<f32>,
+    static SPECTRA_OUT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// V = Bᵀ d B of every tile of every image into `inputs` ([ξ][width][c_in]), images in parallel.
+fn transform_inputs(images: &[f32], g: &ConvGeometry, inputs: &mut [f32], width: usize) {
+    let image_in = g.c_in * g.h * g.w;
+    let count = images.len() / image_in;
+    let share_len = width / count * g.c_in;
+    // Each image's share of the 36 spectra: one slice per ξ.
+    let mut shares: Vec<Vec<&mut [f32]>> =
+        (0..count).map(|_| Vec::with_capacity(SPECTRUM)).collect();
+    for block in inputs.chunks_exact_mut(width * g.c_in) {
+        for (share, part) in shares.iter_mut().zip(block.chunks_exact_mut(share_len)) {
+            share.push(part);
+        }
+    }
+    shares
+        .into_par_iter()
+        .zip(images.par_chunks(image_in))
+        .for_each_init(Vec::new, |padded, (mut share, image)| {
+            pad_channel_last(image, g, padded);
+            transform_input(padded, g, &mut share);
+        });
 }
 
 /// M_ξ [width][c_out] = (U_ξ [c_out][c_in] · V_ξᵀ), stored transposed: V_ξ and M_ξ are
 /// channel-last, so both are column-major operands of the GEMM; U_ξ's rows are `SPECTRUM · k`
 /// apart (see [`transform_weights`]).
-fn spectrum_product(
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    (m, k, n): (usize, usize, usize),
-    parallelism: Parallelism,
-) {
+fn spectrum_product(dst: &mut [f32], lhs: &[f32], rhs: &[f32], (m, k, n): (usize, usize, usize)) {
     matmul(
         (dst, Strides::col_major(m)),
         false,
@@ -114,7 +136,7 @@ fn spectrum_product(
         ),
         (rhs, Strides::col_major(k)),
         (m, k, n),
-        parallelism,
+        Parallelism::None,
     );
 }
 
@@ -265,15 +287,9 @@ fn lift([d0, d1, d2, d3, d4, d5]: [f32; ALPHA]) -> [f32; ALPHA] {
     ]
 }
 
-/// Writes V = Bᵀ d B of every tile of one padded channel-last image into `spectra`
-/// ([ξ][width][c_in], this image's tiles from tile `column`, row-major over the tile grid).
-fn transform_input(
-    padded: &[f32],
-    g: &ConvGeometry,
-    spectra: &mut [f32],
-    width: usize,
-    column: usize,
-) {
+/// Writes V = Bᵀ d B of every tile of one padded channel-last image into its share of the
+/// spectra (one slice per ξ, [tile][c_in], row-major over the tile grid).
+fn transform_input(padded: &[f32], g: &ConvGeometry, spectra: &mut [&mut [f32]]) {
     let (rows, cols) = tile_grid(g);
     let c = g.c_in;
     let row_stride = (TILE * cols + 2) * c;
@@ -284,8 +300,8 @@ fn transform_input(
                 let at = corner + (q / ALPHA) * row_stride + (q % ALPHA) * c;
                 &padded[at..at + c]
             });
-            let at = (column + ty * cols + tx) * c;
-            let mut blocks = spectra.chunks_exact_mut(width * c);
+            let at = (ty * cols + tx) * c;
+            let mut blocks = spectra.iter_mut();
             let v: [&mut [f32]; SPECTRUM] =
                 std::array::from_fn(|_| &mut blocks.next().unwrap()[at..at + c]);
             lift_tile(d, v);
