@@ -1,8 +1,10 @@
 """PyTorch CPU side of the benchmarks in the README (same models, same images, same batch size).
 
     python3 tools/bench_pytorch.py eval   [--models resnet20,resnet18,sdnet18] [--n 500]
-    python3 tools/bench_pytorch.py pgd    [...]      PGD-10, eps 8/255, alpha 2/255
+    python3 tools/bench_pytorch.py pgd    [...]      PGD (--steps, 10), eps 8/255, alpha 2/255
     python3 tools/bench_pytorch.py train  [...]      SGD steps (momentum 0.9 Nesterov, wd 5e-4)
+
+--device cuda times the same on a GPU (synchronised) and prints the peak GPU memory of each workload.
 """
 import argparse
 import os
@@ -22,12 +24,18 @@ def build(name):
     return R.Net(name, 10).eval()
 
 
+def sync(x):
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
 def bench_eval(model, x, batch):
     with torch.no_grad():
         model(x[:batch])  # warm-up (and CSC step sizes)
+        sync(x)
         start = time.perf_counter()
         for i in range(0, len(x), batch):
-            model(x[i:i + batch])
+            model(x[i:i + batch]).cpu()
     return len(x) / (time.perf_counter() - start)
 
 
@@ -43,13 +51,14 @@ def pgd(model, x, y, eps=8 / 255, alpha=2 / 255, steps=10):
     return adv
 
 
-def bench_pgd(model, x, y, batch):
+def bench_pgd(model, x, y, batch, steps):
     for p in model.parameters():
         p.requires_grad_(False)
     pgd(model, x[:batch], y[:batch], steps=1)
+    sync(x)
     start = time.perf_counter()
     for i in range(0, len(x), batch):
-        pgd(model, x[i:i + batch], y[i:i + batch])
+        pgd(model, x[i:i + batch], y[i:i + batch], steps=steps).cpu()
     return len(x) / (time.perf_counter() - start)
 
 
@@ -64,8 +73,10 @@ def bench_train(model, x, y, batch):
             opt.step()
 
     epoch()  # warm-up
+    sync(x)
     start = time.perf_counter()
     epoch()
+    sync(x)
     return len(x) / (time.perf_counter() - start)
 
 
@@ -76,16 +87,26 @@ def main():
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--steps", type=int, default=10, help="pgd: iterations per attack")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, y = R.load_cifar_bin("data/cifar10/test_first1000.bin", limit=args.n)
+    x, y = x.to(args.device), y.to(args.device)
+    where = f"{args.threads} threads" if args.device == "cpu" else torch.cuda.get_device_name()
     for name in args.models.split(","):
-        model = build(name)
-        bench = {"eval": lambda: bench_eval(model, x, args.batch), "pgd": lambda: bench_pgd(model, x, y, args.batch),
+        model = build(name).to(args.device)
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        bench = {"eval": lambda: bench_eval(model, x, args.batch),
+                 "pgd": lambda: bench_pgd(model, x, y, args.batch, args.steps),
                  "train": lambda: bench_train(model, x, y, args.batch)}[args.what]
         rate = bench()
-        print(f"{args.what} {name}: {rate:.1f} images/s (PyTorch {torch.__version__}, {args.threads} threads)")
+        peak = ""
+        if args.device == "cuda":
+            peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated"
+        print(f"{args.what} {name}: {rate:.1f} images/s (PyTorch {torch.__version__}, {where}{peak})")
 
 
 if __name__ == "__main__":

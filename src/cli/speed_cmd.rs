@@ -22,7 +22,7 @@ use crate::report;
 pub enum Workload {
     /// Inference (clean evaluation).
     Eval,
-    /// PGD-10, L∞, ε = 8/255, α = 2/255, random start, every image attacked.
+    /// PGD (10 steps unless --steps), L∞, ε = 8/255, α = 2/255, random start, every image attacked.
     Pgd,
     /// The 19 corruptions × 5 severities (no model).
     Corrupt,
@@ -42,6 +42,9 @@ pub struct SpeedArgs {
     pub n: usize,
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// pgd: iterations per attack.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
     /// Measurements per model; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
@@ -65,9 +68,9 @@ pub fn run(args: SpeedArgs) -> Result<()> {
         return bench_corruptions(&args);
     }
     let device: DeviceChoice = args.device.parse()?;
-    if args.n == 0 || args.batch_size == 0 || args.repeat == 0 {
+    if args.n == 0 || args.batch_size == 0 || args.repeat == 0 || args.steps == 0 {
         return Err(Error::input(
-            "--n, --batch-size and --repeat must be at least 1",
+            "--n, --batch-size, --repeat and --steps must be at least 1",
         ));
     }
     report::prepare_output_dir(&args.out_dir)?;
@@ -118,7 +121,7 @@ pub fn run(args: SpeedArgs) -> Result<()> {
     report::write_json(
         &args.out_dir.join(format!("{stem}.json")),
         &json!({
-            "settings": {"n": args.n, "batch_size": args.batch_size, "repeat": args.repeat,
+            "settings": {"n": args.n, "batch_size": args.batch_size, "repeat": args.repeat, "pgd_steps": args.steps,
                          "device": device.to_string(), "threads": rayon::current_num_threads(),
                          "versions": report::versions()},
             "results": names.iter().zip(&rates).map(|(n, r)| json!({"model": n, "images_per_second": r})).collect::<Vec<_>>(),
@@ -165,9 +168,13 @@ impl Job for BenchJob<'_> {
                     let model = FrozenNetwork::new(Network::<Autodiff<B>>::new(&spec, 0, &device));
                     let batches = &batches;
                     let device = device.clone();
+                    let attack = Pgd {
+                        steps: self.args.steps,
+                        ..Pgd::linf_default()
+                    };
                     Box::new(move || {
                         for batch in batches {
-                            pgd_batch(&model, batch, &device)?;
+                            pgd_batch(&model, &attack, batch, &device)?;
                         }
                         Ok(())
                     })
@@ -221,9 +228,10 @@ impl Job for BenchJob<'_> {
     }
 }
 
-/// PGD-10 on every image of the batch (labels = clean predictions, so none is skipped).
+/// `attack` on every image of the batch (labels = clean predictions, so none is skipped).
 fn pgd_batch<B: ConvBackend>(
     model: &FrozenNetwork<Autodiff<B>>,
+    attack: &Pgd,
     batch: &Batch,
     device: &B::Device,
 ) -> Result<()> {
@@ -239,7 +247,7 @@ fn pgd_batch<B: ConvBackend>(
         labels,
         targets: None,
     };
-    attacks::run(&Pgd::linf_default(), model, images, &goal, 1)
+    attacks::run(attack, model, images, &goal, 1)
         .map(|_| ())
         .map_err(|v| Error::input(v.to_string()))
 }
