@@ -6,7 +6,8 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h` (the crate exports no constant for it).
+/// `mi_option_purge_delay` in the `mimalloc.h` (v3) of libmimalloc-sys 0.1.49, pinned in
+/// Cargo.toml; the crate exports no constant for it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Never hand freed pages back to the kernel. With the default delay (1 s), a batch that takes

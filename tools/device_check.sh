@@ -35,10 +35,11 @@ find_nvrtc() {
     say "libnvrtc: ${lib:-not found}"
 }
 
-# Largest |cuda - cpu| over the largest |cpu| of two float32 .npy files (no numpy needed).
+# Largest |cuda - cpu| over the largest |cpu| of two float32 .npy files (no numpy needed); any
+# non-finite value fails (Python's max would skip a NaN).
 compare_logits() {
     python3 - "$1" "$2" <<'EOF'
-import array, ast, sys
+import array, ast, math, sys
 def load(path):
     raw = open(path, "rb").read()
     header_len = int.from_bytes(raw[8:10], "little")
@@ -49,6 +50,8 @@ def load(path):
     return header["shape"], values
 (shape_a, a), (shape_b, b) = load(sys.argv[1]), load(sys.argv[2])
 assert shape_a == shape_b, (shape_a, shape_b)
+if not all(map(math.isfinite, a)) or not all(map(math.isfinite, b)):
+    sys.exit("FAIL: non-finite logits")
 scale = max(abs(v) for v in a)
 worst = max(abs(x - y) for x, y in zip(a, b))
 rows, cols = shape_a
