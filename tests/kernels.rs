@@ -152,6 +152,8 @@ mod gradients {
             (1, 8, 5, 9, 3, 1, 1, true),
             (2, 16, 7, 16, 3, 1, 1, false),
             (2, 16, 8, 32, 3, 2, 1, false),
+            // A CIFAR stage: one image per weight-gradient GEMM, k = 32·32.
+            (3, 16, 32, 16, 3, 1, 1, false),
         ] {
             let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
             let bias = with_bias.then(|| Tensor::from_inner(random([co])).require_grad());

@@ -456,9 +456,10 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
                 &gathered
             };
             let mut partial = vec![0f32; g.c_out * depth];
-            // partial[c_out, depth] = lhs[c_out, width] · rowsᵀ[width, depth]
+            // partial[c_out, depth] = lhs[c_out, width] · rowsᵀ[width, depth], stored column-major:
+            // gemm then packs the small lhs instead of transposing the whole patch matrix.
             matmul(
-                (&mut partial, Strides::row_major(depth)),
+                (&mut partial, Strides::col_major(g.c_out)),
                 false,
                 (lhs, Strides::row_major(width)),
                 (&rows, Strides::col_major(width)),
@@ -472,5 +473,12 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
     for partial in partials {
         total.iter_mut().zip(partial).for_each(|(t, p)| *t += p);
     }
-    total
+    // [depth, c_out] → [c_out, depth]
+    let mut weight_grad = vec![0f32; g.c_out * depth];
+    for (d, column) in total.chunks(g.c_out).enumerate() {
+        for (c, value) in column.iter().enumerate() {
+            weight_grad[c * depth + d] = *value;
+        }
+    }
+    weight_grad
 }
