@@ -185,23 +185,13 @@ impl<B: ConvBackend> BatchNorm2d<B> {
 
     /// Normalises with the batch's own mean and (biased) variance; returns them too.
     fn forward_batch_stats(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
-        let [n, c, h, w] = x.dims();
-        let count = (n * h * w) as f64;
-        // Reductions over the contiguous inner axis, then the batch: no transposed copies.
-        let channel_sum =
-            |t: Tensor<B, 4>| t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0).reshape([c]);
-        let mean = channel_sum(x.clone()).div_scalar(count);
-        let centered = x - channel_view(mean.clone(), n);
-        let var = channel_sum(centered.clone().square()).div_scalar(count);
-        let scale = self.weight.val() * var.clone().add_scalar(BN_EPS).sqrt().recip();
-        let out = centered * channel_view(scale, n) + channel_view(self.bias.val(), n);
-        (out, mean, var)
+        B::batch_norm_train(x, self.weight.val(), self.bias.val(), BN_EPS)
     }
 }
 
 /// A per-channel vector as [n, C, 1, 1]. Repeating it over the batch (n·C values) lets the CPU
 /// backend take its fast per-row broadcast path instead of a strided loop over every element.
-pub fn channel_view<B: ConvBackend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+pub fn channel_view<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
     let c = v.dims()[0];
     v.reshape([1, c, 1, 1]).repeat_dim(0, n)
 }

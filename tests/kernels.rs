@@ -214,3 +214,81 @@ mod gradients {
         let _ = <B as Backend>::name(&device());
     }
 }
+
+/// The fused training-mode BatchNorm against the same normalisation written as burn tensor
+/// operations (differentiated by burn's autodiff), and the composite backward used on other
+/// backends against that autodiff too.
+mod batch_norm {
+    use super::*;
+    use burn::backend::Autodiff;
+    use robust_eval::kernels::batchnorm;
+
+    type AD = Autodiff<B>;
+    const EPS: f64 = 1e-5;
+
+    fn leaf<const D: usize>(t: &Tensor<B, D>) -> Tensor<AD, D> {
+        Tensor::from_inner(t.clone()).require_grad()
+    }
+
+    /// out, mean, var and the gradients of Σ out·probe for x, γ and β.
+    fn outputs(
+        (x, gamma, beta): (&Tensor<B, 4>, &Tensor<B, 1>, &Tensor<B, 1>),
+        probe: &Tensor<B, 4>,
+        fused: bool,
+    ) -> Vec<Vec<f32>> {
+        let (x, gamma, beta) = (leaf(x), leaf(gamma), leaf(beta));
+        let (out, mean, var) = if fused {
+            <AD as ConvBackend>::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), EPS)
+        } else {
+            batchnorm::composite(x.clone(), gamma.clone(), beta.clone(), EPS)
+        };
+        let probe: Tensor<AD, 4> = Tensor::from_inner(probe.clone());
+        let grads = (out.clone() * probe).sum().backward();
+        vec![
+            to_vec(out.inner()),
+            to_vec(mean.inner()),
+            to_vec(var.inner()),
+            to_vec(x.grad(&grads).unwrap()),
+            to_vec(gamma.grad(&grads).unwrap()),
+            to_vec(beta.grad(&grads).unwrap()),
+        ]
+    }
+
+    #[test]
+    fn fused_batch_norm_matches_the_composite_and_its_autodiff() {
+        let names = ["out", "mean", "var", "dx", "dgamma", "dbeta"];
+        // Batch 1, odd planes, 1×1 planes, many channels, and a mean far from zero.
+        for (n, c, h, w, offset) in [
+            (1, 3, 5, 7, 0.0),
+            (4, 16, 8, 8, 0.0),
+            (3, 5, 1, 1, 0.0),
+            (2, 4, 9, 3, 50.0),
+        ] {
+            let x = random([n, c, h, w]).add_scalar(offset);
+            let (gamma, beta, probe) = (random([c]), random([c]), random([n, c, h, w]));
+            let inputs = (&x, &gamma, &beta);
+            let fused = outputs(inputs, &probe, true);
+            let reference = outputs(inputs, &probe, false);
+            for ((ours, theirs), name) in fused.into_iter().zip(reference.clone()).zip(names) {
+                assert_close(
+                    ours,
+                    theirs,
+                    &format!("{name} of {n}×{c}×{h}×{w} + {offset}"),
+                );
+            }
+            let [_, mean, var, dx, dgamma, dbeta] = &reference[..] else {
+                unreachable!()
+            };
+            let vector = |v: &Vec<f32>| Tensor::<B, 1>::from_floats(v.as_slice(), &device());
+            let (cdx, cdgamma, cdbeta) = batchnorm::composite_backward(
+                (x.clone(), gamma.clone(), vector(mean), vector(var)),
+                EPS,
+                probe.clone(),
+            );
+            let what = format!("composite backward of {n}×{c}×{h}×{w}");
+            assert_close(to_vec(cdx), dx.clone(), &what);
+            assert_close(to_vec(cdgamma), dgamma.clone(), &what);
+            assert_close(to_vec(cdbeta), dbeta.clone(), &what);
+        }
+    }
+}

@@ -10,6 +10,7 @@ use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
 
+use crate::kernels::batchnorm::Normalised;
 use crate::kernels::ConvBackend;
 
 fn wrap<B: ConvBackend>(primitive: FloatTensor<B>) -> Tensor<B, 4> {
@@ -148,7 +149,87 @@ impl<B: ConvBackend> Backward<B, 2> for TransposedConvolution {
     }
 }
 
+/// Training-mode BatchNorm: saves its input, γ and the batch statistics; the backward pass is
+/// one fused call for all three gradients.
+#[derive(Debug)]
+struct BatchNormTrain;
+
+impl<B: ConvBackend> Backward<B, 3> for BatchNormTrain {
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        f64,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dy = wrap::<B>(grads.consume::<B>(&ops.node));
+        let (x, gamma, mean, var, eps) = ops.state;
+        let vector = |t: FloatTensor<B>| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t));
+        let saved = (wrap::<B>(x), vector(gamma), vector(mean), vector(var));
+        let (dx, dgamma, dbeta) = B::batch_norm_train_backward(saved, eps, dy);
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, unwrap(dx));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<B>(node.id, unwrap(dgamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<B>(node.id, unwrap(dbeta));
+        }
+    }
+}
+
 impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
+    fn batch_norm_train(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        eps: f64,
+    ) -> Normalised<Self> {
+        let [x, gamma, beta] = [
+            x.into_primitive().tensor(),
+            gamma.into_primitive().tensor(),
+            beta.into_primitive().tensor(),
+        ];
+        let vector = |t: FloatTensor<B>| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t));
+        let (out, mean, var) = B::batch_norm_train(
+            wrap::<B>(x.primitive.clone()),
+            vector(gamma.primitive.clone()),
+            vector(beta.primitive.clone()),
+            eps,
+        );
+        let output = match BatchNormTrain
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (
+                    x.primitive,
+                    gamma.primitive,
+                    unwrap(mean.clone()),
+                    unwrap(var.clone()),
+                    eps,
+                );
+                prep.finish(state, unwrap(out))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(unwrap(out)),
+        };
+        (
+            Tensor::from_primitive(TensorPrimitive::Float(output)),
+            Tensor::from_inner(mean),
+            Tensor::from_inner(var),
+        )
+    }
+
     fn convolve(
         x: Tensor<Self, 4>,
         weight: Tensor<Self, 4>,

@@ -5,6 +5,7 @@
 //! same entry points ([`autodiff`]), so gradients also run on the fast kernels.
 
 pub mod autodiff;
+pub mod batchnorm;
 pub mod cpu;
 pub mod winograd;
 
@@ -14,9 +15,10 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor, Layout};
 
+use crate::kernels::batchnorm::{NormGrads, Normalised};
 use crate::kernels::cpu::{ConvGeometry, TransposeGeometry};
 
-/// A backend with the two convolutions the models need.
+/// A backend with the two convolutions the models need, and training-mode BatchNorm.
 pub trait ConvBackend: Backend {
     fn convolve(
         x: Tensor<Self, 4>,
@@ -49,6 +51,32 @@ pub trait ConvBackend: Backend {
             options,
         );
         Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    }
+
+    /// BatchNorm with the batch's own mean and biased variance: `(out, mean, var)`. Gradients
+    /// flow to `x`, `gamma` and `beta` through `out` only.
+    fn batch_norm_train(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        eps: f64,
+    ) -> Normalised<Self> {
+        batchnorm::composite(x, gamma, beta, eps)
+    }
+
+    /// `(dx, dgamma, dbeta)` of [`Self::batch_norm_train`] for the output gradient `dy`, given
+    /// `(x, gamma, mean, var)`.
+    fn batch_norm_train_backward(
+        saved: (
+            Tensor<Self, 4>,
+            Tensor<Self, 1>,
+            Tensor<Self, 1>,
+            Tensor<Self, 1>,
+        ),
+        eps: f64,
+        dy: Tensor<Self, 4>,
+    ) -> NormGrads<Self> {
+        batchnorm::composite_backward(saved, eps, dy)
     }
 }
 
@@ -142,6 +170,61 @@ impl ConvBackend for Flex {
             shape,
         )
     }
+    fn batch_norm_train(
+        x: Tensor<Self, 4>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        eps: f64,
+    ) -> Normalised<Self> {
+        if x.dtype() != DType::F32 {
+            return batchnorm::composite(x, gamma, beta, eps);
+        }
+        let shape = x.dims();
+        let [_, c, h, w] = shape;
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let (out, mean, var) = batchnorm::forward(
+            x.storage(),
+            gamma.storage(),
+            beta.storage(),
+            (c, h * w),
+            eps,
+        );
+        (
+            from_vec(out, shape),
+            from_vec(mean, [c]),
+            from_vec(var, [c]),
+        )
+    }
+
+    fn batch_norm_train_backward(
+        (x, gamma, mean, var): (
+            Tensor<Self, 4>,
+            Tensor<Self, 1>,
+            Tensor<Self, 1>,
+            Tensor<Self, 1>,
+        ),
+        eps: f64,
+        dy: Tensor<Self, 4>,
+    ) -> NormGrads<Self> {
+        if x.dtype() != DType::F32 || dy.dtype() != DType::F32 {
+            return batchnorm::composite_backward((x, gamma, mean, var), eps, dy);
+        }
+        let shape = x.dims();
+        let [_, c, h, w] = shape;
+        let [x, dy] = [contiguous(x), contiguous(dy)];
+        let [gamma, mean, var] = [contiguous(gamma), contiguous(mean), contiguous(var)];
+        let (dx, dgamma, dbeta) = batchnorm::backward(
+            (x.storage(), gamma.storage(), mean.storage(), var.storage()),
+            dy.storage(),
+            (c, h * w),
+            eps,
+        );
+        (
+            from_vec(dx, shape),
+            from_vec(dgamma, [c]),
+            from_vec(dbeta, [c]),
+        )
+    }
 }
 
 /// The geometry our kernels handle (f32, one group, no dilation, square stride and padding), or
@@ -173,7 +256,7 @@ fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
     t.into_primitive().tensor().to_contiguous()
 }
 
-fn from_vec(values: Vec<f32>, shape: [usize; 4]) -> Tensor<Flex, 4> {
+fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<Flex, D> {
     let tensor = FlexTensor::new(
         burn::tensor::Bytes::from_elems(values),
         Layout::contiguous(shape.into()),
