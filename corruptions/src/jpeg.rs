@@ -184,20 +184,21 @@ fn repeat_last_row(plane: &mut Plane, filled: usize) {
 /// code does with 32-bit DCT elements (`compute_reciprocal` and `quantize` in jcdctmgr.c):
 /// level = ⌊(|x| + correction) · reciprocal / 2^shift⌋ with the sign of x.
 struct Quantiser {
-    // 32-bit operands with a 64-bit product, which vectorises as a widening multiply.
-    reciprocal: [u32; 64],
-    correction: [u32; 64],
-    shift: [u64; 64],
-    table: [i32; 64],
+    // Rows of eight 32-bit operands with a 64-bit product: with fixed-size rows and the sign
+    // restored arithmetically, the loop compiles to widening vector multiplies on AVX2 too.
+    reciprocal: [[u32; 8]; 8],
+    correction: [[u32; 8]; 8],
+    shift: [[u64; 8]; 8],
+    table: [[i32; 8]; 8],
 }
 
 impl Quantiser {
     fn new(table: &[u16; 64]) -> Self {
         let mut quantiser = Self {
-            reciprocal: [0; 64],
-            correction: [0; 64],
-            shift: [0; 64],
-            table: table.map(i32::from),
+            reciprocal: [[0; 8]; 8],
+            correction: [[0; 8]; 8],
+            shift: [[0; 8]; 8],
+            table: std::array::from_fn(|u| std::array::from_fn(|v| i32::from(table[u * 8 + v]))),
         };
         for (i, &q) in table.iter().enumerate() {
             let divisor = u64::from(q) << 3;
@@ -214,9 +215,10 @@ impl Quantiser {
             } else {
                 reciprocal += 1;
             }
-            quantiser.reciprocal[i] = u32::try_from(reciprocal).expect("below 2^32");
-            quantiser.correction[i] = correction as u32;
-            quantiser.shift[i] = u64::from(r);
+            let (u, v) = (i / 8, i % 8);
+            quantiser.reciprocal[u][v] = u32::try_from(reciprocal).expect("below 2^32");
+            quantiser.correction[u][v] = correction as u32;
+            quantiser.shift[u][v] = u64::from(r);
         }
         quantiser
     }
@@ -225,16 +227,14 @@ impl Quantiser {
     #[inline(always)]
     fn quantise_dequantise(&self, block: &mut [[i32; 8]; 8]) {
         for (u, row) in block.iter_mut().enumerate() {
-            let i = u * 8;
-            let reciprocal = &self.reciprocal[i..i + 8];
-            let correction = &self.correction[i..i + 8];
-            let shift = &self.shift[i..i + 8];
-            let table = &self.table[i..i + 8];
+            let (reciprocal, correction) = (&self.reciprocal[u], &self.correction[u]);
+            let (shift, table) = (&self.shift[u], &self.table[u]);
             for v in 0..8 {
                 let x = row[v];
-                let magnitude = x.unsigned_abs().wrapping_add(correction[v]);
+                let sign = x >> 31; // 0 or −1: (x ^ sign) − sign is |x|, and back again
+                let magnitude = ((x ^ sign) - sign) as u32 + correction[v];
                 let level = ((u64::from(magnitude) * u64::from(reciprocal[v])) >> shift[v]) as i32;
-                row[v] = if x < 0 { -level } else { level } * table[v];
+                row[v] = ((level ^ sign) - sign) * table[v];
             }
         }
     }
@@ -249,8 +249,9 @@ fn compress_plane(plane: &mut Plane, quantiser: &Quantiser) {
             let mut block = [[0i32; 8]; 8];
             for (r, row) in block.iter_mut().enumerate() {
                 let start = (by + r) * width + bx;
-                let samples: [u8; 8] = plane.samples[start..start + 8].try_into().unwrap();
-                *row = samples.map(|s| i32::from(s) - 128);
+                for (value, &sample) in row.iter_mut().zip(&plane.samples[start..start + 8]) {
+                    *value = i32::from(sample) - 128;
+                }
             }
             forward_dct(&mut block);
             quantiser.quantise_dequantise(&mut block);
@@ -386,8 +387,14 @@ fn inverse_pass(x: &[[i32; 8]; 8], shift: u32) -> [[i32; 8]; 8] {
 fn inverse_dct(coefficients: &[[i32; 8]; 8]) -> [[u8; 8]; 8] {
     let columns_done = inverse_pass(coefficients, CONST_BITS - PASS1_BITS);
     let rows_done = inverse_pass(&transpose(&columns_done), CONST_BITS + PASS1_BITS + 3);
-    let samples = transpose(&rows_done);
-    samples.map(|row| row.map(|v| (((v << 22) >> 22) + 128).clamp(0, 255) as u8))
+    let mut samples = [[0u8; 8]; 8];
+    // Plain loops rather than `array::map`, which is not always inlined into the SIMD versions.
+    for (r, row) in samples.iter_mut().enumerate() {
+        for (c, sample) in row.iter_mut().enumerate() {
+            *sample = (((rows_done[c][r] << 22) >> 22) + 128).clamp(0, 255) as u8;
+        }
+    }
+    samples
 }
 
 /// Chroma to full resolution: libjpeg's triangular (fancy) h2v2 upsampling where a row has more
