@@ -5,6 +5,9 @@
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Kernels with at least this many taps go through the DFT, as in OpenCV for float64 data.
@@ -22,7 +25,41 @@ pub struct Correlator {
     kernel_spectrum: Vec<Complex<f64>>,
 }
 
+/// What identifies a correlator: the kernel's bits, its shape and the padded plane's shape.
+type CorrelatorKey = (Vec<u32>, [usize; 4]);
+
+thread_local! {
+    /// Correlators already planned on this thread: a corruption run meets the same few kernels
+    /// and image sizes over and over, and planning costs about as much as one transform.
+    static CORRELATORS: RefCell<HashMap<CorrelatorKey, Rc<Correlator>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// At most this many correlators are kept per thread (the presets need five per image size).
+const CACHED_CORRELATORS: usize = 32;
+
 impl Correlator {
+    /// [`Correlator::new`] for a float32 kernel, planned once per thread and kept.
+    pub fn cached(kernel: &[f32], kh: usize, kw: usize, ph: usize, pw: usize) -> Rc<Self> {
+        let key = (
+            kernel.iter().map(|k| k.to_bits()).collect(),
+            [kh, kw, ph, pw],
+        );
+        CORRELATORS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(found) = cache.get(&key) {
+                return Rc::clone(found);
+            }
+            if cache.len() >= CACHED_CORRELATORS {
+                cache.clear();
+            }
+            let kernel: Vec<f64> = kernel.iter().map(|&k| f64::from(k)).collect();
+            let correlator = Rc::new(Self::new(&kernel, kh, kw, ph, pw));
+            cache.insert(key, Rc::clone(&correlator));
+            correlator
+        })
+    }
+
     /// For planes of `padded_h × padded_w` and a `kh × kw` kernel (row-major).
     pub fn new(kernel: &[f64], kh: usize, kw: usize, padded_h: usize, padded_w: usize) -> Self {
         let (rows, columns) = (fast_size(padded_h), fast_size(padded_w));
