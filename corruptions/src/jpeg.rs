@@ -7,8 +7,9 @@
 //! triangular chroma upsampling and the inverse colour conversion. This module reproduces each
 //! of those steps bit for bit, edge padding included; the tests compare it with libjpeg itself.
 //!
-//! The block transforms are written as eight-lane loops (one lane per row or column of a
-//! block) so that they compile to SIMD, with `multiversion` picking AVX2 or AVX-512 at run time.
+//! The block transforms run on eight horizontally adjacent blocks at once, one block per lane,
+//! so that both 1-D passes are lane-wise loops that compile to SIMD without transposing a block;
+//! `multiversion` picks AVX2 or AVX-512 at run time.
 
 use multiversion::multiversion;
 
@@ -184,8 +185,9 @@ fn repeat_last_row(plane: &mut Plane, filled: usize) {
 /// code does with 32-bit DCT elements (`compute_reciprocal` and `quantize` in jcdctmgr.c):
 /// level = ⌊(|x| + correction) · reciprocal / 2^shift⌋ with the sign of x.
 struct Quantiser {
-    // Rows of eight 32-bit operands with a 64-bit product: with fixed-size rows and the sign
-    // restored arithmetically, the loop compiles to widening vector multiplies on AVX2 too.
+    // One entry per coefficient, applied to the blocks of a lane group at once: 32-bit operands
+    // with a 64-bit product and the sign restored arithmetically, which compiles to widening
+    // vector multiplies on AVX2 too.
     reciprocal: [[u32; 8]; 8],
     correction: [[u32; 8]; 8],
     shift: [[u64; 8]; 8],
@@ -225,40 +227,57 @@ impl Quantiser {
 
     /// Quantises DCT output and multiplies back by the table, as the decoder dequantises.
     #[inline(always)]
-    fn quantise_dequantise(&self, block: &mut [[i32; 8]; 8]) {
-        for (u, row) in block.iter_mut().enumerate() {
-            let (reciprocal, correction) = (&self.reciprocal[u], &self.correction[u]);
-            let (shift, table) = (&self.shift[u], &self.table[u]);
-            for v in 0..8 {
-                let x = row[v];
-                let sign = x >> 31; // 0 or −1: (x ^ sign) − sign is |x|, and back again
-                let magnitude = ((x ^ sign) - sign) as u32 + correction[v];
-                let level = ((u64::from(magnitude) * u64::from(reciprocal[v])) >> shift[v]) as i32;
-                row[v] = ((level ^ sign) - sign) * table[v];
+    fn quantise_dequantise(&self, x: &mut BlockLanes) {
+        for (u, row) in x.iter_mut().enumerate() {
+            for (v, lanes) in row.iter_mut().enumerate() {
+                let (reciprocal, correction) = (self.reciprocal[u][v], self.correction[u][v]);
+                let (shift, table) = (self.shift[u][v], self.table[u][v]);
+                for x in lanes.iter_mut() {
+                    let sign = *x >> 31; // 0 or −1: (x ^ sign) − sign is |x|, and back again
+                    let magnitude = ((*x ^ sign) - sign) as u32 + correction;
+                    let level = ((u64::from(magnitude) * u64::from(reciprocal)) >> shift) as i32;
+                    *x = ((level ^ sign) - sign) * table;
+                }
             }
         }
     }
 }
 
+/// Blocks transformed side by side, one per SIMD lane.
+const LANES: usize = 8;
+
+/// Eight horizontally adjacent blocks, `[row][column][block]`: both 1-D passes of the DCT are
+/// then lane-wise operations, with no transposes inside a block.
+type BlockLanes = [[[i32; LANES]; 8]; 8];
+
 /// Round-trips every 8×8 block of a plane through DCT, quantisation and inverse DCT.
 #[multiversion(targets = "simd")]
 fn compress_plane(plane: &mut Plane, quantiser: &Quantiser) {
     let width = plane.width;
+    let blocks_per_row = width / 8;
     for by in (0..plane.height).step_by(8) {
-        for bx in (0..width).step_by(8) {
-            let mut block = [[0i32; 8]; 8];
-            for (r, row) in block.iter_mut().enumerate() {
-                let start = (by + r) * width + bx;
-                for (value, &sample) in row.iter_mut().zip(&plane.samples[start..start + 8]) {
-                    *value = i32::from(sample) - 128;
+        for first in (0..blocks_per_row).step_by(LANES) {
+            let blocks = (blocks_per_row - first).min(LANES);
+            let origin = by * width + first * 8;
+            let mut x: BlockLanes = [[[0; LANES]; 8]; 8];
+            for (r, row) in x.iter_mut().enumerate() {
+                let samples = &plane.samples[origin + r * width..][..blocks * 8];
+                for (b, block_row) in samples.chunks_exact(8).enumerate() {
+                    for (column, &sample) in row.iter_mut().zip(block_row) {
+                        column[b] = i32::from(sample) - 128;
+                    }
                 }
             }
-            forward_dct(&mut block);
-            quantiser.quantise_dequantise(&mut block);
-            let out = inverse_dct(&block);
+            forward_dct(&mut x);
+            quantiser.quantise_dequantise(&mut x);
+            let out = inverse_dct(&x);
             for (r, row) in out.iter().enumerate() {
-                let start = (by + r) * width + bx;
-                plane.samples[start..start + 8].copy_from_slice(row);
+                let samples = &mut plane.samples[origin + r * width..][..blocks * 8];
+                for (b, block_row) in samples.chunks_exact_mut(8).enumerate() {
+                    for (sample, column) in block_row.iter_mut().zip(row) {
+                        *sample = column[b];
+                    }
+                }
             }
         }
     }
@@ -283,11 +302,6 @@ const F3_072: i32 = 25172;
 #[inline(always)]
 fn descale(x: i32, n: u32) -> i32 {
     (x + (1 << (n - 1))) >> n
-}
-
-#[inline(always)]
-fn transpose(block: &[[i32; 8]; 8]) -> [[i32; 8]; 8] {
-    std::array::from_fn(|r| std::array::from_fn(|c| block[c][r]))
 }
 
 /// The odd half of the islow butterfly, shared by both directions: from the four odd-indexed
@@ -348,11 +362,16 @@ fn forward_pass(x: &[[i32; 8]; 8], first: bool) -> [[i32; 8]; 8] {
     out
 }
 
-/// jpeg_fdct_islow: rows first, then columns; output scaled by 8, natural order.
+/// jpeg_fdct_islow: rows first, then columns; output scaled by 8, natural order `[u][v]`.
 #[inline(always)]
-fn forward_dct(block: &mut [[i32; 8]; 8]) {
-    let rows_done = forward_pass(&transpose(block), true);
-    *block = forward_pass(&transpose(&rows_done), false);
+fn forward_dct(x: &mut BlockLanes) {
+    let rows_done: BlockLanes = std::array::from_fn(|r| forward_pass(&x[r], true));
+    for v in 0..8 {
+        let column = forward_pass(&std::array::from_fn(|r| rows_done[r][v]), false);
+        for (u, coefficient) in column.into_iter().enumerate() {
+            x[u][v] = coefficient;
+        }
+    }
 }
 
 /// One 1-D inverse pass over eight lanes; `shift` is the final descaling.
@@ -384,14 +403,23 @@ fn inverse_pass(x: &[[i32; 8]; 8], shift: u32) -> [[i32; 8]; 8] {
 /// jpeg_idct_islow on dequantised coefficients: columns first, then rows, then libjpeg's range
 /// limit (the value's low 10 bits read as signed, offset by 128, clamped to a byte).
 #[inline(always)]
-fn inverse_dct(coefficients: &[[i32; 8]; 8]) -> [[u8; 8]; 8] {
-    let columns_done = inverse_pass(coefficients, CONST_BITS - PASS1_BITS);
-    let rows_done = inverse_pass(&transpose(&columns_done), CONST_BITS + PASS1_BITS + 3);
-    let mut samples = [[0u8; 8]; 8];
+fn inverse_dct(coefficients: &BlockLanes) -> [[[u8; LANES]; 8]; 8] {
+    let mut workspace: BlockLanes = [[[0; LANES]; 8]; 8];
+    for v in 0..8 {
+        let column = std::array::from_fn(|u| coefficients[u][v]);
+        let column = inverse_pass(&column, CONST_BITS - PASS1_BITS);
+        for (r, values) in column.into_iter().enumerate() {
+            workspace[r][v] = values;
+        }
+    }
+    let mut samples = [[[0u8; LANES]; 8]; 8];
     // Plain loops rather than `array::map`, which is not always inlined into the SIMD versions.
-    for (r, row) in samples.iter_mut().enumerate() {
-        for (c, sample) in row.iter_mut().enumerate() {
-            *sample = (((rows_done[c][r] << 22) >> 22) + 128).clamp(0, 255) as u8;
+    for (row, out) in workspace.iter().zip(samples.iter_mut()) {
+        let row = inverse_pass(row, CONST_BITS + PASS1_BITS + 3);
+        for (values, out) in row.iter().zip(out.iter_mut()) {
+            for (&v, o) in values.iter().zip(out.iter_mut()) {
+                *o = (((v << 22) >> 22) + 128).clamp(0, 255) as u8;
+            }
         }
     }
     samples
