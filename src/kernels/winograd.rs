@@ -293,6 +293,7 @@ fn transform_input(padded: &[f32], g: &ConvGeometry, spectra: &mut [&mut [f32]])
     let (rows, cols) = tile_grid(g);
     let c = g.c_in;
     let row_stride = (TILE * cols + 2) * c;
+    let mut blocks = LaneBlocks::new();
     for ty in 0..rows {
         for tx in 0..cols {
             let corner = TILE * (ty * row_stride + tx * c);
@@ -301,18 +302,22 @@ fn transform_input(padded: &[f32], g: &ConvGeometry, spectra: &mut [&mut [f32]])
                 &padded[at..at + c]
             });
             let at = (ty * cols + tx) * c;
-            let mut blocks = spectra.iter_mut();
+            let mut outputs = spectra.iter_mut();
             let v: [&mut [f32]; SPECTRUM] =
-                std::array::from_fn(|_| &mut blocks.next().unwrap()[at..at + c]);
-            lift_tile(d, v);
+                std::array::from_fn(|_| &mut outputs.next().unwrap()[at..at + c]);
+            lift_tile(d, v, &mut blocks);
         }
     }
 }
 
 /// V = Bᵀ d B for one tile, elementwise over the channels: d and v indexed row-major.
 #[multiversion(targets = "simd")]
-fn lift_tile(d: [&[f32]; SPECTRUM], v: [&mut [f32]; SPECTRUM]) {
-    over_lanes(d, v, |d, v| {
+fn lift_tile(
+    d: [&[f32]; SPECTRUM],
+    v: [&mut [f32]; SPECTRUM],
+    blocks: &mut LaneBlocks<SPECTRUM, SPECTRUM>,
+) {
+    over_lanes(d, v, blocks, |d, v| {
         for l in 0..LANES {
             let mut columns = [[0f32; ALPHA]; ALPHA];
             for x in 0..ALPHA {
@@ -333,17 +338,34 @@ fn lift_tile(d: [&[f32]; SPECTRUM], v: [&mut [f32]; SPECTRUM]) {
 /// Channels per block of the tile kernels: fixed-size arrays let them compile to vector code.
 const LANES: usize = 16;
 
+/// The fixed-size blocks [`over_lanes`] works in, made once per image and reused for each of its
+/// tiles: zeroing them for every tile cost as much as the transform of a 16-channel tile.
+struct LaneBlocks<const IN: usize, const OUT: usize> {
+    src: [[f32; LANES]; IN],
+    dst: [[f32; LANES]; OUT],
+}
+
+impl<const IN: usize, const OUT: usize> LaneBlocks<IN, OUT> {
+    fn new() -> Self {
+        Self {
+            src: [[0.0; LANES]; IN],
+            dst: [[0.0; LANES]; OUT],
+        }
+    }
+}
+
 /// Runs `kernel` over blocks of `LANES` channels copied out of `inputs` into fixed-size arrays,
-/// writing its results back to `outputs` (the last block zero-filled past the end).
+/// writing its results back to `outputs`. Past the end of the last block the lanes hold earlier
+/// values; their results are not written back.
 #[inline(always)]
 fn over_lanes<const IN: usize, const OUT: usize>(
     inputs: [&[f32]; IN],
     mut outputs: [&mut [f32]; OUT],
+    blocks: &mut LaneBlocks<IN, OUT>,
     kernel: impl Fn(&[[f32; LANES]; IN], &mut [[f32; LANES]; OUT]),
 ) {
     let n = inputs[0].len();
-    let mut src = [[0f32; LANES]; IN];
-    let mut dst = [[0f32; LANES]; OUT];
+    let LaneBlocks { src, dst } = blocks;
     for start in (0..n).step_by(LANES) {
         let len = LANES.min(n - start);
         if len == LANES {
@@ -356,7 +378,7 @@ fn over_lanes<const IN: usize, const OUT: usize>(
                 block[..len].copy_from_slice(&input[start..start + len]);
             }
         }
-        kernel(&src, &mut dst);
+        kernel(src, dst);
         for (block, output) in dst.iter().zip(outputs.iter_mut()) {
             if len == LANES {
                 let target: &mut [f32; LANES] =
@@ -395,6 +417,7 @@ fn transform_output(
     let row_stride = TILE * cols * c;
     // Every element is written below (the tiles cover the padded grid).
     padded.resize(TILE * rows * row_stride, 0.0);
+    let mut blocks = LaneBlocks::new();
     for ty in 0..rows {
         for tx in 0..cols {
             let at = (column + ty * cols + tx) * c;
@@ -407,15 +430,20 @@ fn transform_output(
             let mut pixels = block
                 .chunks_mut(row_stride)
                 .flat_map(|row| row[..TILE * c].chunks_exact_mut(c));
-            project_tile(m, std::array::from_fn(|_| pixels.next().unwrap()));
+            let y = std::array::from_fn(|_| pixels.next().unwrap());
+            project_tile(m, y, &mut blocks);
         }
     }
 }
 
 /// Y = Aᵀ M A for one tile, elementwise over the channels: m and y row-major.
 #[multiversion(targets = "simd")]
-fn project_tile(m: [&[f32]; SPECTRUM], y: [&mut [f32]; TILE * TILE]) {
-    over_lanes(m, y, |m, y| {
+fn project_tile(
+    m: [&[f32]; SPECTRUM],
+    y: [&mut [f32]; TILE * TILE],
+    blocks: &mut LaneBlocks<SPECTRUM, { TILE * TILE }>,
+) {
+    over_lanes(m, y, blocks, |m, y| {
         for l in 0..LANES {
             let mut half = [[0f32; ALPHA]; TILE];
             for j in 0..ALPHA {
