@@ -488,6 +488,8 @@ mod tests {
             (128, 64, 8, 8, 64, true),
             (2, 256, 4, 4, 256, true),
             (1, 512, 7, 6, 32, false),
+            // Appended, so that the cases above keep their random draws.
+            (2, 16, 9, 11, 12, true),
         ] {
             let g = ConvGeometry {
                 batch,
