@@ -117,7 +117,7 @@ pub fn zoom(image: &RgbImage, factors: Vec<f64>) -> RgbImage {
 #[cfg(test)]
 mod dft_tests {
     use super::*;
-    use crate::filters::{correlate_dft_for_tests, correlate_direct_for_tests};
+    use crate::filters::correlate_for_tests;
 
     /// The DFT path against the direct sum on real photographs at every ImageNet and CIFAR
     /// defocus setting: the same bytes after the final truncation.
@@ -138,8 +138,8 @@ mod dft_tests {
                 let (kernel, n) = disk(radius, alias);
                 for c in 0..3 {
                     let plane: Vec<f64> = (0..w * h).map(|i| x[3 * i + c]).collect();
-                    let dft = correlate_dft_for_tests(&plane, h, w, &kernel, n);
-                    let direct = correlate_direct_for_tests(&plane, h, w, &kernel, n);
+                    let dft = correlate_for_tests(&plane, [h, w], &kernel, n, true);
+                    let direct = correlate_for_tests(&plane, [h, w], &kernel, n, false);
                     for (a, b) in dft.iter().zip(&direct) {
                         assert!((a - b).abs() < 1e-12);
                         let byte = |v: f64| (v.clamp(0.0, 1.0) * 255.0) as u8;

@@ -309,31 +309,23 @@ fn dft_is_cheaper(nonzero: usize, [h, w]: [usize; 2], [ph, pw]: [usize; 2]) -> b
 /// the direct sum wins for the two smallest (61 and 89 non-zero taps) and loses from 169 on.
 const DFT_COST_PER_POINT: f64 = 6.0;
 
-/// The DFT correlation of an unpadded plane with a square kernel, for comparisons in tests.
+/// An unpadded plane correlated with a square kernel through the DFT or the direct sum, whichever
+/// [`dft_is_cheaper`] would choose, for comparisons in tests.
 #[cfg(test)]
-pub fn correlate_dft_for_tests(
+pub fn correlate_for_tests(
     plane: &[f64],
-    h: usize,
-    w: usize,
+    [h, w]: [usize; 2],
     kernel: &[f32],
     n: usize,
+    through_dft: bool,
 ) -> Vec<f64> {
     let padded = pad_slice(plane, h, w, [n / 2, n / 2], Border::Reflect101);
-    let (ph, pw) = (h + n - 1, w + n - 1);
-    Correlator::cached(kernel, n, n, ph, pw).correlate(&padded, pw, h, w)
-}
-
-/// [`correlate_direct`] on an unpadded plane with a square kernel, for comparisons in tests.
-#[cfg(test)]
-pub fn correlate_direct_for_tests(
-    plane: &[f64],
-    h: usize,
-    w: usize,
-    kernel: &[f32],
-    n: usize,
-) -> Vec<f64> {
-    let padded = pad_slice(plane, h, w, [n / 2, n / 2], Border::Reflect101);
-    correlate_direct(&padded, [h, w], kernel, [n, n])
+    if through_dft {
+        let (ph, pw) = (h + n - 1, w + n - 1);
+        Correlator::cached(kernel, n, n, ph, pw).correlate(&padded, pw, h, w)
+    } else {
+        correlate_direct(&padded, [h, w], kernel, [n, n])
+    }
 }
 
 /// The direct sum over the non-zero taps of a plane padded by the kernel's half-sizes; every
