@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Kernels with at least this many taps go through the DFT, as in OpenCV for float64 data.
+/// OpenCV filters float64 data through the DFT from this many taps on; below it our filters always
+/// sum directly, above it they take the DFT where it is cheaper (`filters::dft_is_cheaper`).
 pub const DFT_MIN_TAPS: usize = 50;
 
 /// Correlates planes of one padded size with one kernel; the kernel's spectrum and the FFT plans
