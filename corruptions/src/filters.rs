@@ -230,38 +230,14 @@ pub fn pad_plane<T: Copy + Default>(
 ) -> Vec<T> {
     let pw = w + 2 * ax;
     let mut padded = vec![T::default(); (h + 2 * ay) * pw];
-    for (py, row) in padded.chunks_exact_mut(pw).enumerate() {
-        let y = border.index(py as isize - ay as isize, h);
-        for (px, v) in row.iter_mut().enumerate() {
-            *v = value(y, border.index(px as isize - ax as isize, w));
-        }
-    }
-    padded
-}
-
-/// [`pad_plane`] of a row-major `h × w` slice: whole rows copied, only the border cells looked up.
-pub fn pad_slice<T: Copy + Default>(
-    plane: &[T],
-    h: usize,
-    w: usize,
-    [ay, ax]: [usize; 2],
-    border: Border,
-) -> Vec<T> {
-    let pw = w + 2 * ax;
-    let mut padded = vec![T::default(); (h + 2 * ay) * pw];
-    let left: Vec<usize> = (0..ax)
-        .map(|x| border.index(x as isize - ax as isize, w))
+    // The border rule once per column and once per row, not once per cell.
+    let columns: Vec<usize> = (0..pw)
+        .map(|px| border.index(px as isize - ax as isize, w))
         .collect();
-    let right: Vec<usize> = (0..ax).map(|x| border.index((w + x) as isize, w)).collect();
     for (py, row) in padded.chunks_exact_mut(pw).enumerate() {
         let y = border.index(py as isize - ay as isize, h);
-        let source = &plane[y * w..(y + 1) * w];
-        row[ax..ax + w].copy_from_slice(source);
-        for (v, &x) in row[..ax].iter_mut().zip(&left) {
-            *v = source[x];
-        }
-        for (v, &x) in row[ax + w..].iter_mut().zip(&right) {
-            *v = source[x];
+        for (v, &x) in row.iter_mut().zip(&columns) {
+            *v = value(y, x);
         }
     }
     padded
@@ -280,7 +256,8 @@ pub fn filter2d_planes(
 ) -> Vec<Vec<f64>> {
     let (ay, ax) = (kh / 2, kw / 2);
     let (pw, ph) = (w + 2 * ax, h + 2 * ay);
-    let pad = |plane: &[f64]| pad_slice(plane, h, w, [ay, ax], Border::Reflect101);
+    let pad =
+        |plane: &[f64]| pad_plane(h, w, [ay, ax], Border::Reflect101, |y, x| plane[y * w + x]);
     let nonzero = kernel.iter().filter(|&&k| k != 0.0).count();
     if kh * kw >= DFT_MIN_TAPS && dft_is_cheaper(nonzero, [h, w], [ph, pw]) {
         let correlator = Correlator::cached(kernel, kh, kw, ph, pw);
@@ -309,8 +286,8 @@ fn dft_is_cheaper(nonzero: usize, [h, w]: [usize; 2], [ph, pw]: [usize; 2]) -> b
 /// the direct sum wins for the two smallest (61 and 89 non-zero taps) and loses from 169 on.
 const DFT_COST_PER_POINT: f64 = 6.0;
 
-/// An unpadded plane correlated with a square kernel through the DFT or the direct sum, whichever
-/// [`dft_is_cheaper`] would choose, for comparisons in tests.
+/// An unpadded plane correlated with a square kernel through the DFT (`through_dft`) or the
+/// direct sum, whatever [`dft_is_cheaper`] would pick, for comparisons in tests.
 #[cfg(test)]
 pub fn correlate_for_tests(
     plane: &[f64],
@@ -319,7 +296,9 @@ pub fn correlate_for_tests(
     n: usize,
     through_dft: bool,
 ) -> Vec<f64> {
-    let padded = pad_slice(plane, h, w, [n / 2, n / 2], Border::Reflect101);
+    let padded = pad_plane(h, w, [n / 2, n / 2], Border::Reflect101, |y, x| {
+        plane[y * w + x]
+    });
     if through_dft {
         let (ph, pw) = (h + n - 1, w + n - 1);
         Correlator::cached(kernel, n, n, ph, pw).correlate(&padded, pw, h, w)
@@ -613,11 +592,11 @@ fn resample_columns(src: &[u8], w: usize, nh: usize, taps: &[(usize, Vec<i32>)])
 mod tests {
     use super::*;
 
-    /// Row copies with looked-up borders give the padding of the per-cell definition, for every
-    /// border, odd sizes and a padding wider than the image.
+    /// Border indices made once per row and column give the padding of the per-cell definition,
+    /// for every border, odd sizes and a padding wider than the image.
     #[test]
-    fn slice_padding_equals_cell_by_cell_padding() {
-        for (h, w, pad) in [
+    fn padding_equals_the_per_cell_border_rule() {
+        for (h, w, [ay, ax]) in [
             (5, 7, [2, 3]),
             (1, 1, [0, 0]),
             (3, 4, [6, 5]),
@@ -625,12 +604,13 @@ mod tests {
         ] {
             let plane: Vec<u32> = (0..(h * w) as u32).map(|i| i * 7 + 1).collect();
             for border in [Border::Nearest, Border::Reflect, Border::Reflect101] {
-                let cells = pad_plane(h, w, pad, border, |y, x| plane[y * w + x]);
-                assert_eq!(
-                    pad_slice(&plane, h, w, pad, border),
-                    cells,
-                    "{h}×{w} {border:?}"
-                );
+                let padded = pad_plane(h, w, [ay, ax], border, |y, x| plane[y * w + x]);
+                let pw = w + 2 * ax;
+                for (i, &v) in padded.iter().enumerate() {
+                    let y = border.index((i / pw) as isize - ay as isize, h);
+                    let x = border.index((i % pw) as isize - ax as isize, w);
+                    assert_eq!(v, plane[y * w + x], "{h}×{w} {border:?} cell {i}");
+                }
             }
         }
     }
