@@ -274,9 +274,10 @@ where
         .iter()
         .map(|&i| sample_seed(driver.seed, i))
         .collect();
+    let clean_logits = model.logits(Tensor::from_inner(images.clone())).inner();
+    let clean_predictions = attacks::argmax(clean_logits.clone());
     let clean_logits = (driver.targeting == Targeting::LeastLikely).then(|| {
-        let logits = model.logits(Tensor::from_inner(images.clone())).inner();
-        logits
+        clean_logits
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
@@ -294,8 +295,15 @@ where
         targets,
         seeds,
     };
-    let outcome = attacks::run(attack, model, images.clone(), &goal, driver.restarts)
-        .map_err(|v| Error::input(format!("attack produced an invalid perturbation: {v}")))?;
+    let outcome = attacks::run_from_clean(
+        attack,
+        model,
+        images.clone(),
+        clean_predictions,
+        &goal,
+        driver.restarts,
+    )
+    .map_err(|v| Error::input(format!("attack produced an invalid perturbation: {v}")))?;
     let (linf, l2) = attacks::perturbation_norms(&outcome.adversarial, &images);
     let members = attack.members();
     let records = (0..batch.len())

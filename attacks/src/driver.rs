@@ -40,7 +40,33 @@ pub fn run<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     goal: &Goal,
     restarts: usize,
 ) -> Result<Outcome<B>, BudgetViolation> {
-    let outcome = run_unchecked(attack, model, images.clone(), goal, restarts);
+    let clean_predictions = argmax(logits_of(model, &images));
+    run_from_clean(attack, model, images, clean_predictions, goal, restarts)
+}
+
+/// [`run`] for a caller that already holds the model's predictions on the clean `images`, which
+/// saves one forward pass.
+pub fn run_from_clean<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
+    attack: &A,
+    model: &M,
+    images: Images<B>,
+    clean_predictions: Vec<usize>,
+    goal: &Goal,
+    restarts: usize,
+) -> Result<Outcome<B>, BudgetViolation> {
+    assert_eq!(
+        clean_predictions.len(),
+        images.dims()[0],
+        "one clean prediction per image"
+    );
+    let outcome = attack_rows(
+        attack,
+        model,
+        images.clone(),
+        clean_predictions,
+        goal,
+        restarts,
+    );
     check_budget(&outcome.adversarial, &images, attack.eps(), attack.norm())?;
     Ok(outcome)
 }
@@ -53,10 +79,21 @@ pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     goal: &Goal,
     restarts: usize,
 ) -> Outcome<B> {
+    let clean_predictions = argmax(logits_of(model, &images));
+    attack_rows(attack, model, images, clean_predictions, goal, restarts)
+}
+
+fn attack_rows<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
+    attack: &A,
+    model: &M,
+    images: Images<B>,
+    clean_predictions: Vec<usize>,
+    goal: &Goal,
+    restarts: usize,
+) -> Outcome<B> {
     let [n, c, h, w] = images.dims();
     let row = c * h * w;
     let device = images.device();
-    let clean_predictions = argmax(logits_of(model, &images));
     let mut success: Vec<bool> = (0..n)
         .map(|i| goal.achieved(i, clean_predictions[i]))
         .collect();
@@ -66,6 +103,9 @@ pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     let mut zero_gradient = vec![false; n];
     let mut queries: Option<Vec<usize>> = None;
     let mut broken_by: Option<Vec<Option<usize>>> = None;
+    // The logits of the last restart when it scored the whole batch and every image was kept:
+    // then the returned batch is exactly the one scored, and scoring it again would repeat them.
+    let mut whole_batch_logits = None;
 
     for restart in 0..restarts.max(1) {
         let active: Vec<usize> = (0..n).filter(|&i| !success[i]).collect();
@@ -93,12 +133,15 @@ pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
         let members = perturbed.broken_by.clone();
         let logits = logits_of(&sub_model, &perturbed.images);
         let predictions = argmax(logits.clone());
-        let losses = objective(logits, &sub_goal);
+        let losses = objective(logits.clone(), &sub_goal);
         let adv_pixels = to_vec(perturbed.images);
+        let mut kept_all = active.len() == n;
         for (k, &i) in active.iter().enumerate() {
             restarts_used[i] += 1;
             let achieved = sub_goal.achieved(k, predictions[k]);
-            if achieved || losses[k] > best_loss[i] {
+            let keep = achieved || losses[k] > best_loss[i];
+            kept_all &= keep;
+            if keep {
                 pixels[i * row..(i + 1) * row].copy_from_slice(&adv_pixels[k * row..(k + 1) * row]);
                 best_loss[i] = losses[k];
                 if let Some(m) = &members {
@@ -107,10 +150,11 @@ pub(crate) fn run_unchecked<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
             }
             success[i] = achieved;
         }
+        whole_batch_logits = kept_all.then_some(logits);
     }
 
     let adversarial = Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), &device);
-    let logits = logits_of(model, &adversarial);
+    let logits = whole_batch_logits.unwrap_or_else(|| logits_of(model, &adversarial));
     let predictions = argmax(logits.clone());
     let loss = to_vec1(cross_entropy(logits, &goal.labels));
     let success = (0..n).map(|i| goal.achieved(i, predictions[i])).collect();

@@ -41,7 +41,7 @@ pub use apgd_t::ApgdTargeted;
 pub use autoattack::{member_named, AutoAttack, Member, Version};
 pub use budget::{check_budget, perturbation_norms, project, BudgetViolation};
 pub use config::AttackConfig;
-pub use driver::{run, Outcome};
+pub use driver::{run, run_from_clean, Outcome};
 pub use fab::Fab;
 pub use fgsm::Fgsm;
 pub use gradient::argmax;

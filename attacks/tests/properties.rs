@@ -1,7 +1,8 @@
 //! Properties every attack must have, on a small linear classifier where the answers are known.
 
 use attacks::{
-    check_budget, perturbation_norms, project, run, Apgd, Attack, Classifier, Fgsm, Goal, Norm, Pgd,
+    check_budget, perturbation_norms, project, run, run_from_clean, Apgd, Attack, Classifier, Fgsm,
+    Goal, Norm, Pgd,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Tensor, TensorData};
@@ -299,4 +300,52 @@ fn same_seeds_give_identical_adversarial_images() {
         start((0..8).collect()) != start((100..108).collect()),
         "another seed, another start"
     );
+}
+
+#[test]
+fn outcomes_score_the_images_they_return() {
+    let model = Linear::new();
+    let x = batch(12);
+    let predicted = labels_of(&model, &x);
+    // Labels that the model already gets wrong for a third of the images, so that the driver
+    // attacks a sub-batch; and the model's own predictions, so that it attacks every image.
+    let shifted: Vec<usize> = (0..12)
+        .map(|i| {
+            if i % 3 == 0 {
+                (predicted[i] + 1) % 5
+            } else {
+                predicted[i]
+            }
+        })
+        .collect();
+    for (labels, restarts) in [(predicted.clone(), 1), (predicted, 3), (shifted, 2)] {
+        let g = goal(labels, None);
+        let pgd = Pgd {
+            eps: 0.03,
+            steps: 3,
+            ..Pgd::linf_default()
+        };
+        let out = run(&pgd, &model, x.clone(), &g, restarts).unwrap();
+        let logits = model
+            .logits(Tensor::from_inner(out.adversarial.clone()))
+            .inner();
+        assert_eq!(out.predictions, attacks::argmax(logits.clone()));
+        let loss = attacks::cross_entropy(logits, &g.labels)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(out.loss, loss);
+        let success: Vec<bool> = (0..12).map(|i| out.predictions[i] != g.labels[i]).collect();
+        assert_eq!(out.success, success);
+        assert!(out.success.iter().any(|&s| s) && out.success.iter().any(|&s| !s));
+
+        // Given the clean predictions, the driver returns exactly the same outcome.
+        let clean = labels_of(&model, &x);
+        let given = run_from_clean(&pgd, &model, x.clone(), clean, &g, restarts).unwrap();
+        assert_eq!(values(given.adversarial), values(out.adversarial));
+        assert_eq!(given.clean_predictions, out.clean_predictions);
+        assert_eq!(given.predictions, out.predictions);
+        assert_eq!(given.loss, out.loss);
+        assert_eq!(given.restarts_used, out.restarts_used);
+    }
 }

@@ -236,6 +236,7 @@ fn pgd_batch<B: ConvBackend>(
     device: &B::Device,
 ) -> Result<()> {
     let images = batch.images::<B>(device);
+    // Every image is attacked: the goal is to move each one off its clean prediction.
     let labels = attacks::argmax(
         model
             .network()
@@ -244,10 +245,10 @@ fn pgd_batch<B: ConvBackend>(
     );
     let goal = Goal {
         seeds: batch.indices.iter().map(|&i| i as u64).collect(),
-        labels,
+        labels: labels.clone(),
         targets: None,
     };
-    attacks::run(attack, model, images, &goal, 1)
+    attacks::run_from_clean(attack, model, images, labels, &goal, 1)
         .map(|_| ())
         .map_err(|v| Error::input(v.to_string()))
 }
