@@ -40,9 +40,6 @@ fn tile_grid(g: &ConvGeometry) -> (usize, usize) {
 /// Inside a chunk of images the spectra are channel-last — V_ξ [tile][c_in], M_ξ [tile][c_out] —
 /// so that every transform step is an elementwise pass over the channels (long, contiguous
 /// vectors even where the feature maps are 4×4); the GEMM reads and writes them through strides.
-/// Each chunk runs in three parallel phases: input transforms (over images), the 36 GEMMs (over
-/// ξ, each with every tile of the chunk as its columns, so that each U_ξ is packed once per
-/// chunk even where a feature map is a single tile), output transforms (over images).
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) -> Vec<f32> {
     debug_assert!(applies(&g));
     let (rows, cols) = tile_grid(&g);
@@ -50,41 +47,75 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
     let image_in = g.c_in * g.h * g.w;
     let image_out = g.c_out * g.h * g.w;
     let spectra = transform_weights(weight, g.c_out, g.c_in);
-    let per_chunk = COLUMNS_PER_CHUNK.div_ceil(tiles).min(g.batch).max(1);
+    let per_chunk = images_per_chunk(&g, tiles);
     let mut out = vec![0f32; g.batch * image_out];
-    // Reused across the chunks of this call (and across calls on this thread).
+    out.par_chunks_mut(per_chunk * image_out)
+        .zip(x.par_chunks(per_chunk * image_in))
+        .for_each(|(dst, images)| convolve_chunk(images, &spectra, bias, &g, dst));
+    out
+}
+
+/// Images per chunk: about [`COLUMNS_PER_CHUNK`] tiles. Where the filters' spectra are small,
+/// also at least one chunk per thread, so that each thread runs whole chunks and reads back the
+/// spectra it wrote itself; large spectra are better packed once per chunk for all threads (the
+/// phases inside a chunk are parallel, for the batches with fewer chunks than threads).
+fn images_per_chunk(g: &ConvGeometry, tiles: usize) -> usize {
+    let by_columns = COLUMNS_PER_CHUNK.div_ceil(tiles);
+    let small_filters = SPECTRUM * g.c_in * g.c_out <= SMALL_FILTER_SPECTRA;
+    let by_threads = if small_filters {
+        g.batch.div_ceil(rayon::current_num_threads())
+    } else {
+        g.batch
+    };
+    by_columns.min(by_threads).max(1)
+}
+
+/// Filter spectra (values) up to which each thread packs its own: 64 → 64 channels.
+const SMALL_FILTER_SPECTRA: usize = SPECTRUM * 64 * 64;
+
+/// The convolution of the images of one chunk into `dst`, in three phases: input transforms
+/// (over images), the 36 GEMMs (over ξ, each with every tile of the chunk as its columns, so
+/// that each U_ξ is packed once per chunk even where a feature map is a single tile), output
+/// transforms (over images).
+fn convolve_chunk(
+    images: &[f32],
+    spectra: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    dst: &mut [f32],
+) {
+    let tiles = {
+        let (rows, cols) = tile_grid(g);
+        rows * cols
+    };
+    let image_out = g.c_out * g.h * g.w;
+    let width = images.len() / (g.c_in * g.h * g.w) * tiles;
+    // Reused across the chunks (and calls) on this thread; fully written (transforms, GEMMs)
+    // before they are read.
     let mut inputs = SPECTRA_IN.take();
     let mut products = SPECTRA_OUT.take();
-    for (dst, images) in out
-        .chunks_mut(per_chunk * image_out)
-        .zip(x.chunks(per_chunk * image_in))
-    {
-        let width = images.len() / image_in * tiles;
-        // Fully written (transforms, GEMMs) before they are read.
-        inputs.resize(SPECTRUM * width * g.c_in, 0.0);
-        products.resize(SPECTRUM * width * g.c_out, 0.0);
-        transform_inputs(images, &g, &mut inputs, width);
-        products
-            .par_chunks_mut(width * g.c_out)
-            .enumerate()
-            .for_each(|(xi, product)| {
-                spectrum_product(
-                    product,
-                    &spectra[xi * g.c_in..],
-                    &inputs[xi * width * g.c_in..(xi + 1) * width * g.c_in],
-                    (g.c_out, g.c_in, width),
-                );
-            });
-        dst.par_chunks_mut(image_out)
-            .enumerate()
-            .for_each_init(Vec::new, |padded, (i, image)| {
-                transform_output(&products, &g, width, i * tiles, padded);
-                unpad_channel_first(padded, &g, bias, image);
-            });
-    }
+    inputs.resize(SPECTRUM * width * g.c_in, 0.0);
+    products.resize(SPECTRUM * width * g.c_out, 0.0);
+    transform_inputs(images, g, &mut inputs, width);
+    products
+        .par_chunks_mut(width * g.c_out)
+        .enumerate()
+        .for_each(|(xi, product)| {
+            spectrum_product(
+                product,
+                &spectra[xi * g.c_in..],
+                &inputs[xi * width * g.c_in..(xi + 1) * width * g.c_in],
+                (g.c_out, g.c_in, width),
+            );
+        });
+    dst.par_chunks_mut(image_out)
+        .enumerate()
+        .for_each_init(Vec::new, |padded, (i, image)| {
+            transform_output(&products, g, width, i * tiles, padded);
+            unpad_channel_first(padded, g, bias, image);
+        });
     SPECTRA_IN.set(inputs);
     SPECTRA_OUT.set(products);
-    out
 }
 
 /// Tiles (GEMM columns) per chunk: wide enough for efficient GEMMs, small enough that a chunk's
@@ -516,9 +547,11 @@ mod tests {
                 .fold(0.0f32, f32::max);
             let scale = direct.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             // Rounding of the transforms plus 9·c_in-term sums: up to 6.4e-6 of the largest output
-            // on these cases; one sign flipped in the output transform fails it.
+            // on these cases, and growing like √c_in (1.3e-5 seen at 256 channels on other draws);
+            // one sign flipped in the output transform fails it.
+            let bound = 1e-5 * (c_in as f32 / 64.0).sqrt().max(1.0);
             assert!(
-                worst <= 1e-5 * scale,
+                worst <= bound * scale,
                 "{g:?}: max difference {worst} (scale {scale})"
             );
         }
