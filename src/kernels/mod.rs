@@ -7,6 +7,7 @@
 pub mod autodiff;
 pub mod batchnorm;
 pub mod cpu;
+mod transpose;
 pub mod winograd;
 
 use burn::tensor::backend::Backend;

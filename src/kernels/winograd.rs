@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use gemm::Parallelism;
 
 use super::cpu::{matmul, ConvGeometry, Strides};
+use super::transpose::{to_channel_first, to_channel_last};
 
 /// Output tile side.
 const TILE: usize = 4;
@@ -195,25 +196,6 @@ fn pad_channel_last(image: &[f32], g: &ConvGeometry, padded: &mut Vec<f32>) {
     }
 }
 
-/// `dst[x·C + c] = planes[c·plane + start + x]` for x < len and all C channels (a transpose, in
-/// blocks of eight channels so that the stores are contiguous).
-#[multiversion(targets = "simd")]
-fn to_channel_last(planes: &[f32], start: usize, len: usize, plane: usize, dst: &mut [f32]) {
-    let channels = dst.len() / len;
-    for c0 in (0..channels).step_by(8) {
-        let block = 8.min(channels - c0);
-        let sources: [&[f32]; 8] = std::array::from_fn(|i| {
-            let c = c0 + i.min(block - 1);
-            &planes[c * plane + start..c * plane + start + len]
-        });
-        for (x, pixel) in dst.chunks_exact_mut(channels).enumerate() {
-            for (i, source) in sources.iter().enumerate().take(block) {
-                pixel[c0 + i] = source[x];
-            }
-        }
-    }
-}
-
 /// [4·rows][4·cols][c_out] (channel-last, tile-padded) → NCHW, cut to h × w, plus the bias.
 fn unpad_channel_first(
     padded: &[f32],
@@ -227,26 +209,6 @@ fn unpad_channel_first(
     for y in 0..g.h {
         let pixels = &padded[y * line..y * line + g.w * g.c_out];
         to_channel_first(pixels, bias, image, y * g.w, g.w, plane);
-    }
-}
-
-/// `planes[c·plane + start + x] = pixels[x·C + c] + bias[c]`: the inverse of [`to_channel_last`].
-#[multiversion(targets = "simd")]
-fn to_channel_first(
-    pixels: &[f32],
-    bias: Option<&[f32]>,
-    planes: &mut [MaybeUninit<f32>],
-    start: usize,
-    len: usize,
-    plane: usize,
-) {
-    let channels = pixels.len() / len;
-    for c in 0..channels {
-        let offset = bias.map_or(0.0, |b| b[c]);
-        let row = &mut planes[c * plane + start..c * plane + start + len];
-        for (value, pixel) in row.iter_mut().zip(pixels.chunks_exact(channels)) {
-            value.write(pixel[c] + offset);
-        }
     }
 }
 
