@@ -104,7 +104,8 @@ fn attack_rows<B: AutodiffBackend, A: Attack<B>, M: Classifier<B>>(
     let mut queries: Option<Vec<usize>> = None;
     let mut broken_by: Option<Vec<Option<usize>>> = None;
     // The logits of the last restart when it scored the whole batch and every image was kept:
-    // then the returned batch is exactly the one scored, and scoring it again would repeat them.
+    // then the returned batch is exactly the one scored, and scoring it again would repeat them
+    // (classifiers are deterministic functions of their batch, see `Classifier`).
     let mut whole_batch_logits = None;
 
     for restart in 0..restarts.max(1) {

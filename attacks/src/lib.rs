@@ -58,7 +58,8 @@ use burn::tensor::Tensor;
 /// A differentiable classifier: images in [0,1] → logits.
 ///
 /// Implementations must run in inference mode (BatchNorm running statistics, no dropout) and keep
-/// their parameters out of the autodiff graph, so that attacks only compute input gradients.
+/// their parameters out of the autodiff graph, so that attacks only compute input gradients. The
+/// logits must be a deterministic function of the batch: the driver does not score a batch twice.
 pub trait Classifier<B: AutodiffBackend> {
     fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2>;
 
