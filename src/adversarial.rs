@@ -276,7 +276,8 @@ where
         .collect();
     let clean_logits = model.logits(Tensor::from_inner(images.clone())).inner();
     let clean_predictions = attacks::argmax(clean_logits.clone());
-    let clean_logits = (driver.targeting == Targeting::LeastLikely).then(|| {
+    // On the host only where least-likely targets are chosen from them.
+    let host_logits = (driver.targeting == Targeting::LeastLikely).then(|| {
         clean_logits
             .into_data()
             .convert::<f32>()
@@ -288,7 +289,7 @@ where
         &batch.labels,
         &seeds,
         num_classes,
-        clean_logits.as_deref(),
+        host_logits.as_deref(),
     );
     let goal = Goal {
         labels: batch.labels.clone(),

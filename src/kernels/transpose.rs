@@ -13,7 +13,7 @@ const BLOCK: usize = 8;
 /// `dst[x·C + c] = planes[c·plane + start + x]` for x < len and all C = dst.len() / len channels.
 pub fn to_channel_last(planes: &[f32], start: usize, len: usize, plane: usize, dst: &mut [f32]) {
     let channels = dst.len() / len;
-    assert!(dst.len() == channels * len && (channels - 1) * plane + start + len <= planes.len());
+    assert!(dst.len() == channels * len && fits(channels, (start, len, plane), planes.len()));
     let (blocked_c, blocked_x) = blocked(channels, len);
     #[cfg(target_arch = "x86_64")]
     if blocked_c > 0 && blocked_x > 0 && std::arch::is_x86_feature_detected!("avx") {
@@ -62,7 +62,7 @@ pub fn to_channel_first(
     plane: usize,
 ) {
     let channels = pixels.len() / len;
-    assert!(pixels.len() == channels * len && (channels - 1) * plane + start + len <= planes.len());
+    assert!(pixels.len() == channels * len && fits(channels, (start, len, plane), planes.len()));
     assert!(bias.is_none_or(|b| b.len() >= channels));
     let offset = |c: usize| bias.map_or(0.0, |b| b[c]);
     let (blocked_c, blocked_x) = blocked(channels, len);
@@ -99,6 +99,11 @@ pub fn to_channel_first(
         0..channels,
         0..len,
     );
+}
+
+/// Whether columns start..start + len of `channels` planes lie within `total` values.
+fn fits(channels: usize, (start, len, plane): (usize, usize, usize), total: usize) -> bool {
+    channels == 0 || (channels - 1) * plane + start + len <= total
 }
 
 /// The channels and columns covered by whole 8 × 8 blocks.

@@ -56,7 +56,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: ConvGeometry) 
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(per_chunk * image_out)
         .zip(x.par_chunks(per_chunk * image_in))
-        .for_each(|(dst, images)| convolve_chunk(images, &spectra, bias, &g, dst));
+        .for_each(|(dst, images)| convolve_chunk(images, &spectra, bias, (&g, tiles), dst));
     // SAFETY: `to_channel_first` has written every element: each image's c_out planes, every
     // row y < h and every column x < w of each.
     unsafe { out.set_len(len) };
@@ -89,13 +89,9 @@ fn convolve_chunk(
     images: &[f32],
     spectra: &[f32],
     bias: Option<&[f32]>,
-    g: &ConvGeometry,
+    (g, tiles): (&ConvGeometry, usize),
     dst: &mut [MaybeUninit<f32>],
 ) {
-    let tiles = {
-        let (rows, cols) = tile_grid(g);
-        rows * cols
-    };
     let image_out = g.c_out * g.h * g.w;
     let width = images.len() / (g.c_in * g.h * g.w) * tiles;
     // Reused across the chunks (and calls) on this thread; fully written (transforms, GEMMs)
