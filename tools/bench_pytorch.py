@@ -2,6 +2,7 @@
 
     python3 tools/bench_pytorch.py eval   [--models resnet20,resnet18,sdnet18] [--n 500]
     python3 tools/bench_pytorch.py pgd    [...]      PGD (--steps, 10), eps 8/255, alpha 2/255, scored
+                                                     (--bare: the attack steps alone, on the labels)
     python3 tools/bench_pytorch.py train  [...]      SGD steps (momentum 0.9 Nesterov, wd 5e-4)
 
 --device cuda times the same on a GPU (synchronised) and prints the peak GPU memory of each workload.
@@ -62,14 +63,21 @@ def robust_predictions(model, x, steps):
         return model(adv).argmax(1)
 
 
-def bench_pgd(model, x, batch, steps):
+def bench_pgd(model, x, y, batch, steps, bare):
     for p in model.parameters():
         p.requires_grad_(False)
-    robust_predictions(model, x[:batch], steps=1)
+
+    def attack(i, steps):
+        images = x[i:i + batch]
+        if bare:  # the attack steps alone, on the true labels (the loop of a typical script)
+            return pgd(model, images, y[i:i + batch], steps=steps)
+        return robust_predictions(model, images, steps)
+
+    attack(0, steps=1)
     sync(x)
     start = time.perf_counter()
     for i in range(0, len(x), batch):
-        robust_predictions(model, x[i:i + batch], steps).cpu()
+        attack(i, steps).cpu()
     return len(x) / (time.perf_counter() - start)
 
 
@@ -99,6 +107,8 @@ def main():
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--steps", type=int, default=10, help="pgd: iterations per attack")
+    parser.add_argument("--bare", action="store_true",
+                        help="pgd: time the attack steps alone (no clean or final predictions)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,7 +121,7 @@ def main():
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         bench = {"eval": lambda: bench_eval(model, x, args.batch),
-                 "pgd": lambda: bench_pgd(model, x, args.batch, args.steps),
+                 "pgd": lambda: bench_pgd(model, x, y, args.batch, args.steps, args.bare),
                  "train": lambda: bench_train(model, x, y, args.batch)}[args.what]
         rate = bench()
         peak = ""
