@@ -90,7 +90,7 @@ impl BundledModel {
             }
             Weights::Pytorch(bytes) => {
                 let spec = ModelSpec::new(self.model, Domain::Cifar, self.dataset.num_classes())?;
-                let mut network = Network::new(&spec, 0, device);
+                let mut network = Network::for_loading(&spec, device);
                 checkpoint::import_pytorch_bytes(&mut network, bytes, Path::new(self.file))?;
                 Ok(network)
             }

@@ -5,12 +5,15 @@
 
 use crate::kernels::ConvBackend;
 use burn::module::{Module, Param, RunningState};
+use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::StandardNormal;
+
+use crate::models::spec::Activation;
 
 /// Whether a forward pass trains (batch statistics, running-stat updates) or infers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,19 @@ pub enum Mode {
     BatchStats,
 }
 
+thread_local! {
+    static SHAPES_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `build` with initialisation draws replaced by zeros: for what only needs a network's
+/// shapes (parameter counts), where drawing a 267 M-parameter WideResNet takes seconds.
+pub fn shapes_only<R>(build: impl FnOnce() -> R) -> R {
+    SHAPES_ONLY.with(|flag| flag.set(true));
+    let result = build();
+    SHAPES_ONLY.with(|flag| flag.set(false));
+    result
+}
+
 /// Uniform U(-bound, bound) tensor drawn on the host, so initialisation is identical on every backend.
 pub fn uniform_tensor<B: ConvBackend, const D: usize>(
     shape: [usize; D],
@@ -31,6 +47,9 @@ pub fn uniform_tensor<B: ConvBackend, const D: usize>(
     rng: &mut StdRng,
     device: &B::Device,
 ) -> Tensor<B, D> {
+    if SHAPES_ONLY.with(|flag| flag.get()) {
+        return Tensor::zeros(shape, device);
+    }
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n)
         .map(|_| rng.random_range(-bound..=bound) as f32)
@@ -91,6 +110,14 @@ impl<B: ConvBackend> Conv2d<B> {
         let c_out = scale.dims()[0];
         let weight = self.weight.val() * scale.reshape([c_out, 1, 1, 1]);
         B::convolve(x, weight, Some(shift), self.options())
+    }
+
+    /// This convolution followed by `bn`: folded into one convolution in inference mode.
+    pub fn forward_bn(&self, x: Tensor<B, 4>, bn: &BatchNorm2d<B>, mode: Mode) -> Tensor<B, 4> {
+        match mode {
+            Mode::Eval => self.forward_folded(x, bn),
+            Mode::Train | Mode::BatchStats => bn.forward(self.forward(x), mode),
+        }
     }
 
     fn options(&self) -> ConvOptions<2> {
@@ -186,6 +213,17 @@ impl<B: ConvBackend> BatchNorm2d<B> {
     /// Normalises with the batch's own mean and (biased) variance; returns them too.
     fn forward_batch_stats(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
         B::batch_norm_train(x, self.weight.val(), self.bias.val(), BN_EPS)
+    }
+}
+
+/// The network's nonlinearity.
+pub fn activate<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    activation: Activation,
+) -> Tensor<B, D> {
+    match activation {
+        Activation::Relu => relu(x),
+        Activation::Silu => silu(x),
     }
 }
 

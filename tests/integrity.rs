@@ -619,3 +619,160 @@ fn a_torn_journal_tail_is_cut_off_and_recomputed() {
         );
     }
 }
+
+const SAFETENSORS: &str = "tests/fixtures/zoo/wrn-16-1.safetensors";
+
+/// The fixture's tensors (name, shape, f32 values), in name order.
+fn safetensors_fixture() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(common::repo(SAFETENSORS)).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, view.shape().to_vec(), values)
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn eval_error(file: &Path, model: &str, dir: &Path) -> String {
+    error_of(&[
+        "eval",
+        "--model",
+        model,
+        "--checkpoint",
+        file.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--out-dir",
+        dir.join("out").to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn truncated_or_damaged_safetensors_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(common::repo(SAFETENSORS)).unwrap();
+    let header = u64::from_le_bytes(whole[..8].try_into().unwrap()) as usize;
+    for cut in [
+        whole.len() - 1,
+        whole.len() - 4096,
+        whole.len() / 2,
+        header + 8,
+        100,
+    ] {
+        let file = tmp.path().join(format!("cut{cut}.safetensors"));
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let e = eval_error(&file, "wrn-16-1", tmp.path());
+        assert!(e.contains(&format!("cut{cut}.safetensors")), "{cut}: {e}");
+    }
+    // A header that no longer parses, and one whose offsets run past the data.
+    let mut bytes = whole.clone();
+    bytes[8 + header / 2] = b'\x01';
+    let file = tmp.path().join("header.safetensors");
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(eval_error(&file, "wrn-16-1", tmp.path()).contains("header.safetensors"));
+    let mut longer = whole.clone();
+    longer.extend_from_slice(&[0; 64]);
+    let file = tmp.path().join("trailing.safetensors");
+    std::fs::write(&file, &longer).unwrap();
+    assert!(eval_error(&file, "wrn-16-1", tmp.path()).contains("trailing.safetensors"));
+}
+
+#[test]
+fn safetensors_weights_meet_the_same_value_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    type Edit = (&'static str, &'static str, fn(&mut Vec<f32>));
+    let edits: [Edit; 2] = [
+        ("block2.layer.0.conv1.weight", "non-finite", |v| {
+            v[3] = f32::NAN
+        }),
+        ("bn1.running_var", "negative variance", |v| v[1] = -1.0),
+    ];
+    for (key, problem, edit) in edits {
+        let mut tensors = safetensors_fixture();
+        let entry = tensors.iter_mut().find(|t| t.0 == key).unwrap();
+        edit(&mut entry.2);
+        let file = tmp.path().join("edited.safetensors");
+        write_safetensors(&file, &tensors);
+        let e = eval_error(&file, "wrn-16-1", tmp.path());
+        assert!(e.contains(key) && e.contains(problem), "{key}: {e}");
+    }
+}
+
+#[test]
+fn normalisation_buffers_must_be_complete_and_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    type Extra<'a> = &'a [(&'a str, Vec<f32>)];
+    let cases: [(Extra, &str); 4] = [
+        (&[("mu", vec![0.5; 3])], "not the other"),
+        (
+            &[("mu", vec![0.5; 3]), ("sigma", vec![0.5, 0.0, 0.5])],
+            "std positive",
+        ),
+        (&[("mu", vec![0.5; 4]), ("sigma", vec![0.5; 4])], "4 values"),
+        (
+            &[("mean", vec![0.5; 3]), ("std", vec![f32::NAN; 3])],
+            "finite",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut tensors = safetensors_fixture();
+        for (name, values) in extra {
+            tensors.push((
+                name.to_string(),
+                vec![1, values.len(), 1, 1],
+                values.clone(),
+            ));
+        }
+        let file = tmp.path().join("normalised.safetensors");
+        write_safetensors(&file, &tensors);
+        let e = eval_error(&file, "wrn-16-1", tmp.path());
+        assert!(
+            e.contains("normalised.safetensors") && e.contains(expected),
+            "{expected}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_wide_resnet_of_another_width_lists_every_mismatch_in_the_files_naming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = eval_error(&common::repo(SAFETENSORS), "wrn-16-2", tmp.path());
+    assert!(
+        e.contains("RobustBench WideResNet")
+            && e.contains("wrongly shaped")
+            && e.contains("block1.layer.0.conv1.weight: file [16, 16, 3, 3], model [32, 16, 3, 3]"),
+        "{e}"
+    );
+    let e = eval_error(&common::repo(SAFETENSORS), "dm-wrn-16-1", tmp.path());
+    assert!(
+        e.contains("missing") && e.contains("init_conv.weight") && e.contains("unexpected"),
+        "{e}"
+    );
+}

@@ -14,6 +14,13 @@ pub enum Layout {
     Torchvision,
     /// pytorch_resnet_cifar10 (`conv1`, `bn1`, `layer1.0.conv1`, `linear`).
     CifarResnet,
+    /// RobustBench's WideResNet (`conv1`, `block1.layer.0.bn1`, `convShortcut`, `bn1`, `fc`).
+    RobustbenchWrn,
+    /// DeepMind's WideResNet (`init_conv`, `layer.0.block.0.batchnorm_0`, `conv_0`,
+    /// `shortcut`, `batchnorm`, `logits`).
+    Deepmind,
+    /// RobustBench's PreActResNet (`conv1`, `layer1.0.bn1`, `shortcut.0`, `linear`).
+    RobustbenchPreact,
 }
 
 impl Layout {
@@ -23,6 +30,10 @@ impl Layout {
             Arch::CifarResnet { .. } => vec![Layout::CifarResnet],
             Arch::Resnet { .. } => vec![Layout::Official, Layout::Torchvision],
             Arch::Sdnet { .. } | Arch::SdnetAll { .. } => vec![Layout::Official],
+            Arch::BottleneckResnet { .. } => vec![Layout::Torchvision],
+            Arch::WideResnet { .. } => vec![Layout::RobustbenchWrn],
+            Arch::DmWideResnet { .. } => vec![Layout::Deepmind],
+            Arch::PreactResnet { .. } => vec![Layout::RobustbenchPreact],
         }
     }
 
@@ -31,11 +42,17 @@ impl Layout {
             Layout::Official => "official SDNet",
             Layout::Torchvision => "torchvision",
             Layout::CifarResnet => "pytorch_resnet_cifar10",
+            Layout::RobustbenchWrn => "RobustBench WideResNet",
+            Layout::Deepmind => "DeepMind WideResNet",
+            Layout::RobustbenchPreact => "RobustBench PreActResNet",
         }
     }
 
     /// The PyTorch key for an internal path. `is_csc` marks dictionary weights of CSC layers.
     pub fn pytorch_key(&self, spec: &ModelSpec, path: &str, is_csc: bool) -> String {
+        if let Some(key) = self.preact_key(path) {
+            return key;
+        }
         let parts: Vec<&str> = path.split('.').collect();
         let mut out: Vec<String> = Vec::new();
         let mut rest: &[&str] = &parts;
@@ -84,6 +101,55 @@ impl Layout {
             i += 1;
         }
         out.join(".")
+    }
+
+    /// Keys of the pre-activation layouts (`None` for the others).
+    fn preact_key(&self, path: &str) -> Option<String> {
+        let (stem, head, linear) = match self {
+            Layout::RobustbenchWrn => ("conv1", "bn1", "fc"),
+            Layout::Deepmind => ("init_conv", "batchnorm", "logits"),
+            Layout::RobustbenchPreact => ("conv1", "bn", "linear"),
+            _ => return None,
+        };
+        let parts: Vec<&str> = path.split('.').collect();
+        let key = match parts.as_slice() {
+            ["stem", "conv", tensor] => format!("{stem}.{tensor}"),
+            ["head", tensor] => format!("{head}.{tensor}"),
+            ["linear", tensor] => format!("{linear}.{tensor}"),
+            ["stages", stage, block, module, tensor] => {
+                let stage: usize = stage.parse().unwrap_or(0);
+                let (prefix, module) = match self {
+                    Layout::RobustbenchWrn => (
+                        format!("block{}.layer.{block}", stage + 1),
+                        match *module {
+                            "shortcut" => "convShortcut".to_string(),
+                            other => other.to_string(),
+                        },
+                    ),
+                    Layout::Deepmind => (
+                        format!("layer.{stage}.block.{block}"),
+                        match *module {
+                            "bn1" => "batchnorm_0",
+                            "conv1" => "conv_0",
+                            "bn2" => "batchnorm_1",
+                            "conv2" => "conv_1",
+                            other => other,
+                        }
+                        .to_string(),
+                    ),
+                    _ => (
+                        format!("layer{}.{block}", stage + 1),
+                        match *module {
+                            "shortcut" => "shortcut.0".to_string(),
+                            other => other.to_string(),
+                        },
+                    ),
+                };
+                format!("{prefix}.{module}.{tensor}")
+            }
+            _ => path.to_string(),
+        };
+        Some(key)
     }
 
     fn stem_name(&self, module: &str) -> String {

@@ -1,8 +1,13 @@
-//! Checkpoints: burn's own format (with the model specification inside) and PyTorch import.
+//! Checkpoints: burn's own format (with the model specification inside), PyTorch and
+//! safetensors import.
 //!
-//! PyTorch files are read by parsing the pickle stream without executing it (burn-store).
-//! Every load checks the file against the model and names every missing, unexpected and
-//! wrongly shaped tensor before touching the weights.
+//! PyTorch files are read by parsing the pickle stream without executing it (burn-store);
+//! safetensors files by the `safetensors` crate, which checks that the header's offsets cover
+//! the data exactly. Both give a flat map of the file's own keys, which one importer turns into
+//! the network's tensors: it unwraps training checkpoints (`state_dict`, `model_state_dict`,
+//! `net`, `model`) and DataParallel prefixes, takes the normalisation buffers RobustBench's
+//! wrappers carry, and names every missing, unexpected and wrongly shaped tensor before touching
+//! the weights.
 
 pub mod layout;
 
@@ -20,7 +25,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::models::load::weights_digest;
-use crate::models::{ModelSpec, Network};
+use crate::models::{ModelSpec, Network, Normalization};
 use layout::{is_ignored_key, strip_wrapper, Layout};
 
 const SPEC_KEY: &str = "robust_eval_model";
@@ -33,24 +38,29 @@ pub enum Format {
     Native,
     /// A `torch.save` file (zip or legacy pickle).
     Pytorch,
+    /// A safetensors file (PyTorch key names).
+    Safetensors,
 }
 
 /// Identifies a checkpoint by its first bytes.
 pub fn detect_format(path: &Path) -> Result<Format> {
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 9];
     let mut file =
         fs::File::open(path).map_err(|e| Error::io(path, "cannot open checkpoint", e))?;
     let read = file
         .read(&mut head)
         .map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
     match &head[..read] {
-        b"NRUB" => Ok(Format::Native),
-        [b'P', b'K', 3, 4] => Ok(Format::Pytorch),
         // Legacy torch.save: a pickle (protocol 2) of the magic number.
         [0x80, 0x02, ..] | [0x80, 0x03, ..] | [0x80, 0x04, ..] => Ok(Format::Pytorch),
+        // safetensors: the header's length (little-endian u64), then its JSON.
+        [_, _, _, _, _, _, _, _, b'{'] => Ok(Format::Safetensors),
+        [b'N', b'R', b'U', b'B', ..] => Ok(Format::Native),
+        [b'P', b'K', 3, 4, ..] => Ok(Format::Pytorch),
         _ => Err(Error::file(
             path,
-            "not a checkpoint: expected a robust-eval (burnpack) file or a PyTorch torch.save file",
+            "not a checkpoint: expected a robust-eval (burnpack) file, a PyTorch torch.save file \
+             or a safetensors file",
         )),
     }
 }
@@ -105,7 +115,7 @@ pub fn save<B: ConvBackend>(network: &Network<B>, path: &Path) -> Result<()> {
 /// Builds the network a native checkpoint describes and loads its weights.
 pub fn load_native<B: ConvBackend>(path: &Path, device: &B::Device) -> Result<Network<B>> {
     let spec = read_native_spec(path)?;
-    let mut network = Network::new(&spec, 0, device);
+    let mut network = Network::for_loading(&spec, device);
     load_weights(&mut network, path)?;
     Ok(network)
 }
@@ -126,6 +136,7 @@ pub fn load_weights<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Re
             verify_digest(network, &metadata, path)
         }
         Format::Pytorch => import_pytorch(network, path),
+        Format::Safetensors => import_safetensors(network, path),
     }
 }
 
@@ -144,7 +155,7 @@ pub fn load_native_bytes<B: ConvBackend>(
     })?;
     let spec: ModelSpec = serde_json::from_str(json)
         .map_err(|e| Error::file(origin, format!("bad model description: {e}")))?;
-    let mut network = Network::new(&spec, 0, device);
+    let mut network = Network::for_loading(&spec, device);
     // Copied into an allocation of our own: tensors viewed straight from the binary's read-only
     // data would not be aligned for f32 access.
     let owned = burn::tensor::Bytes::from_elems(bytes.to_vec());
@@ -216,7 +227,61 @@ pub fn import_pytorch<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> 
     let reader = PytorchReader::new(path)
         .map_err(|e| Error::file(path, format!("cannot read PyTorch checkpoint: {e}")))?;
     check_storage_size(&reader, path)?;
-    import_state_dict(network, path, state_dict(reader, path)?)
+    import_tensors(network, path, reader.into_tensors())
+}
+
+/// Imports a safetensors file holding a state dict under PyTorch's key names.
+pub fn import_safetensors<B: ConvBackend>(network: &mut Network<B>, path: &Path) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read checkpoint", e))?;
+    import_tensors(network, path, safetensors_tensors(&bytes, path)?)
+}
+
+/// Every tensor of a safetensors file as a snapshot (floating-point data only).
+fn safetensors_tensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, TensorSnapshot>> {
+    use safetensors::{Dtype, SafeTensors};
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::file(path, format!("damaged or truncated safetensors file: {e}")))?;
+    let mut tensors = HashMap::new();
+    for (key, view) in file.tensors() {
+        let shape = view.shape().to_vec();
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            // Integer tensors (BatchNorm's num_batches_tracked) hold no weights.
+            _ if is_ignored_key(&key) => continue,
+            other => {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "tensor {key} has dtype {other:?}; only floating-point weights are read"
+                    ),
+                ))
+            }
+        };
+        let snapshot = TensorSnapshot::from_data(
+            burn::tensor::TensorData::new(values, shape),
+            key.split('.').map(String::from).collect(),
+            Vec::new(),
+            ParamId::new(),
+        );
+        tensors.insert(key, snapshot);
+    }
+    Ok(tensors)
 }
 
 /// The file must hold every byte its tensors need: the reader fills what is missing with zeros,
@@ -265,7 +330,21 @@ pub fn import_pytorch_bytes<B: ConvBackend>(
     let reader = PytorchReader::new(staged.path())
         .map_err(|e| Error::file(origin, format!("cannot read PyTorch checkpoint: {e}")))?;
     check_storage_size(&reader, origin)?;
-    import_state_dict(network, origin, state_dict(reader, origin)?)
+    import_tensors(network, origin, reader.into_tensors())
+}
+
+/// Imports a state dict given as the file's own keys (PyTorch or safetensors naming, perhaps
+/// inside a training checkpoint); `origin` names the file in messages.
+pub fn import_tensors<B: ConvBackend>(
+    network: &mut Network<B>,
+    origin: &Path,
+    raw: HashMap<String, TensorSnapshot>,
+) -> Result<()> {
+    let mut tensors = state_dict(raw, origin)?;
+    if let Some(normalization) = take_normalization(&mut tensors, origin)? {
+        network.set_normalization(normalization);
+    }
+    import_state_dict(network, origin, tensors)
 }
 
 fn import_state_dict<B: ConvBackend>(
@@ -295,30 +374,107 @@ fn import_state_dict<B: ConvBackend>(
     )
 }
 
-/// The state dict of a PyTorch file: bare, or under `state_dict`, with `module.` stripped and
-/// non-weight entries (step sizes, batch counters) removed.
-fn state_dict(reader: PytorchReader, path: &Path) -> Result<HashMap<String, TensorSnapshot>> {
-    let raw = reader.into_tensors();
-    let nested = raw.keys().any(|k| k.starts_with("state_dict."));
-    let mut tensors = HashMap::new();
+/// Top-level entries of training checkpoints that hold the model's state dict, most specific
+/// first (official SDNet and most training scripts; `model_state_dict`; TRADES-style `net`;
+/// `model`, also the name of RobustBench's normalising wrappers' inner network).
+const CONTAINERS: [&str; 4] = ["state_dict", "model_state_dict", "net", "model"];
+
+/// Keys of the per-channel mean and std that normalising wrappers keep beside the network.
+const NORMALIZATION_KEYS: [(&str, &str); 2] = [("mu", "sigma"), ("mean", "std")];
+
+fn is_normalization_key(key: &str) -> bool {
+    NORMALIZATION_KEYS
+        .iter()
+        .any(|(m, s)| key == *m || key == *s)
+}
+
+/// The state dict inside a file's tensors: the entries of its container if it has one (with the
+/// normalisation buffers beside it; optimizer state and other bookkeeping dropped), with
+/// `module.` and wrapper prefixes stripped and non-weight entries (step sizes, batch counters)
+/// removed.
+fn state_dict(
+    raw: HashMap<String, TensorSnapshot>,
+    path: &Path,
+) -> Result<HashMap<String, TensorSnapshot>> {
+    let container = CONTAINERS
+        .iter()
+        .map(|c| format!("{c}."))
+        .find(|prefix| raw.keys().any(|k| k.starts_with(prefix.as_str())));
+    let mut tensors: HashMap<String, TensorSnapshot> = HashMap::new();
     for (key, snapshot) in raw {
-        let key = if nested {
-            match key.strip_prefix("state_dict.") {
-                Some(inner) => inner.to_string(),
-                None => continue, // optimizer state and other training bookkeeping
-            }
-        } else {
-            key
-        };
         let key = strip_wrapper(&key).to_string();
+        let key = match &container {
+            Some(prefix) => match key.strip_prefix(prefix.as_str()) {
+                Some(inner) => strip_wrapper(inner).to_string(),
+                None if is_normalization_key(&key) => key,
+                None => continue, // optimizer state and other training bookkeeping
+            },
+            None => key,
+        };
         if !is_ignored_key(&key) {
             tensors.insert(key, snapshot);
         }
     }
-    if tensors.is_empty() {
+    // A wrapper module around the network (`model.` or `net.` on every weight).
+    for wrapper in ["model.", "net."] {
+        let wrapped = tensors
+            .keys()
+            .filter(|k| !is_normalization_key(k))
+            .all(|k| k.starts_with(wrapper));
+        if wrapped && !tensors.is_empty() {
+            tensors = tensors
+                .into_iter()
+                .map(|(k, v)| match k.strip_prefix(wrapper) {
+                    Some(inner) => (strip_wrapper(inner).to_string(), v),
+                    None => (k, v),
+                })
+                .collect();
+        }
+    }
+    if tensors.keys().all(|k| is_normalization_key(k)) {
         return Err(Error::file(path, "the file holds no tensors"));
     }
     Ok(tensors)
+}
+
+/// Removes a normalising wrapper's mean and std (3 values each, any shape) from the state dict.
+fn take_normalization(
+    tensors: &mut HashMap<String, TensorSnapshot>,
+    path: &Path,
+) -> Result<Option<Normalization>> {
+    for (mean_key, std_key) in NORMALIZATION_KEYS {
+        let (mean, std) = match (tensors.remove(mean_key), tensors.remove(std_key)) {
+            (None, None) => continue,
+            (Some(mean), Some(std)) => (mean, std),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::file(
+                    path,
+                    format!("the file holds one of {mean_key} / {std_key} but not the other"),
+                ))
+            }
+        };
+        let three = |snapshot: &TensorSnapshot, key: &str| -> Result<[f32; 3]> {
+            let values: Vec<f32> = snapshot
+                .to_data()
+                .map_err(|e| Error::file(path, format!("{key}: cannot be read ({e})")))?
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| Error::file(path, format!("{key}: cannot be read ({e:?})")))?;
+            <[f32; 3]>::try_from(values.as_slice()).map_err(|_| {
+                Error::file(
+                    path,
+                    format!(
+                        "{key} holds {} values; a normalisation has one per colour channel (3)",
+                        values.len()
+                    ),
+                )
+            })
+        };
+        let normalization = Normalization::new(three(&mean, mean_key)?, three(&std, std_key)?)
+            .map_err(|e| Error::file(path, e.to_string()))?;
+        return Ok(Some(normalization));
+    }
+    Ok(None)
 }
 
 /// Expected file keys (in the file's naming) → (internal path, shape, is_csc).

@@ -8,7 +8,7 @@ use crate::data::Split;
 use crate::defense::Schedule;
 use crate::error::{Error, Result};
 use crate::evaluate::{DataConfig, Defense, ModelEntry, Plan};
-use crate::models::{ModelConfig, WeightsSource};
+use crate::models::{ModelConfig, Normalization, WeightsSource};
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -44,6 +44,11 @@ pub struct ModelArgs {
     /// Extrapolation for CSC iterations beyond the second: fista, official or ista.
     #[arg(long, default_value = "fista")]
     pub csc_solver: String,
+    /// Normalisation inside the model, replacing the architecture's default and any mean/std
+    /// the checkpoint carries: none, imagenet, cifar10, cifar100 (DeepMind's statistics),
+    /// MEAN,STD or m1,m2,m3,s1,s2,s3.
+    #[arg(long)]
+    pub normalize: Option<String>,
     /// Seed for random initialisation and every random draw of the command.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -58,6 +63,11 @@ pub struct DataArgs {
     /// Default: the 1000 bundled CIFAR-10 test images.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Labels of a flat ImageNet validation folder (ILSVRC2012_val_*.JPEG): the devkit's
+    /// ILSVRC2012_validation_ground_truth.txt, Kaggle's LOC_val_solution.csv, or a
+    /// '<file> <class index>' list such as Caffe's val.txt.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Which split of a CIFAR directory to read (default: test).
     #[arg(long)]
     pub split: Option<String>,
@@ -102,6 +112,11 @@ impl ModelArgs {
             width: self.width,
             csc_steps: self.csc_steps,
             csc_solver: self.csc_solver.parse().map_err(Error::input)?,
+            normalize: self
+                .normalize
+                .as_deref()
+                .map(Normalization::parse)
+                .transpose()?,
         })
     }
 
@@ -145,6 +160,7 @@ impl DataArgs {
             path: self.data.clone(),
             split,
             limit: self.limit,
+            labels: self.labels.clone(),
         })
     }
 }

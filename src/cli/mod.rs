@@ -15,7 +15,6 @@ pub mod train_cmd;
 
 use std::path::PathBuf;
 
-use burn::module::Module;
 use clap::{Args, Parser, Subcommand};
 
 use crate::checkpoint;
@@ -127,31 +126,39 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 fn list_models() -> Result<()> {
-    let device = Default::default();
     println!(
-        "{:<24} {:>14} {:>15} {:>11}",
+        "{:<24} {:>14} {:>15} {:>11}  normalisation (CIFAR-10)",
         "model", "CIFAR-10", "ImageNet", "CSC layers"
     );
     for name in MODEL_NAMES {
-        let cifar: Network<Cpu> =
-            Network::new(&ModelSpec::new(name, Domain::Cifar, 10)?, 0, &device);
+        let cifar_spec = ModelSpec::new(name, Domain::Cifar, 10)?;
+        let cifar = model_shapes(&cifar_spec);
         let imagenet = match ModelSpec::new(name, Domain::Imagenet, 1000) {
             Ok(spec) => format!(
                 "{:.2} M",
-                Network::<Cpu>::new(&spec, 0, &device).num_params() as f64 / 1e6
+                model_shapes(&spec).trainable_params() as f64 / 1e6
             ),
             Err(_) => "-".into(),
         };
         println!(
-            "{:<24} {:>12.3} M {:>15} {:>11}",
+            "{:<24} {:>12.3} M {:>15} {:>11}  {}",
             name,
             cifar.trainable_params() as f64 / 1e6,
             imagenet,
-            cifar.csc_count()
+            cifar.csc_count(),
+            cifar_spec.normalization_used().describe()
         );
     }
-    println!("\nThe 18/34 families take --width to scale every stage (e.g. --width 0.25).");
+    println!(
+        "\nThe 18/34 families take --width to scale every stage (e.g. --width 0.25); --model also \
+         takes any wrn-D-W or dm-wrn-D-W (D = 6n + 4). --normalize overrides the normalisation."
+    );
     Ok(())
+}
+
+/// A network with the model's shapes and no meaningful weights.
+fn model_shapes(spec: &ModelSpec) -> Network<Cpu> {
+    crate::nn::shapes_only(|| Network::new(spec, 0, &Default::default()))
 }
 
 fn convert(args: ConvertArgs) -> Result<()> {

@@ -118,6 +118,7 @@ fn run_suite_first(suite: &str, args: &RegressArgs) -> Result<PathBuf> {
         shards: None,
         device: args.device.clone(),
         data: None,
+        labels: None,
         limit: None,
         batch_size: None,
         checkpoints: Vec::new(),

@@ -40,6 +40,9 @@ pub struct SuiteRunArgs {
     /// Data path instead of the suite's (e.g. for the cifar100 and imagenet presets).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Label file of a flat ImageNet validation folder (see `eval --labels`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -86,6 +89,7 @@ pub fn suite_plan(args: &SuiteRunArgs) -> Result<Plan> {
     let suite = Suite::load(&args.suite)?;
     let overrides = Overrides {
         data: args.data.clone(),
+        labels: args.labels.clone(),
         limit: args.limit,
         batch_size: args.batch_size,
         checkpoints: args

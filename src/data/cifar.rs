@@ -1,9 +1,12 @@
-//! The CIFAR binary formats: per image one label byte (CIFAR-10) or a coarse and a fine label
-//! byte (CIFAR-100), then 3072 bytes of R, G and B planes of 32×32.
+//! CIFAR-10/100 as distributed: the binary version (per image one label byte for CIFAR-10, a
+//! coarse and a fine label byte for CIFAR-100, then 3072 bytes of R, G and B planes of 32×32) and
+//! the python version torchvision downloads (`cifar-10-batches-py/`, `cifar-100-python/`: pickled
+//! dicts holding a numpy array of the same planes, read without executing the pickle).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::data::pickled;
 use crate::data::{Dataset, DatasetKind, Split};
 use crate::error::{Error, Result};
 
@@ -38,7 +41,7 @@ impl CifarSet {
     /// (`data_batch_1..5.bin` / `test_batch.bin` for CIFAR-10, `train.bin` / `test.bin` for CIFAR-100).
     pub fn open(path: &Path, kind: DatasetKind, split: Split) -> Result<Self> {
         let files = if path.is_dir() {
-            standard_files(path, kind, split)?
+            standard_files(&layout_root(path, kind), kind, split)?
         } else {
             vec![path.to_path_buf()]
         };
@@ -51,7 +54,13 @@ impl CifarSet {
         for file in files {
             let bytes =
                 fs::read(&file).map_err(|e| Error::io(&file, "cannot read CIFAR file", e))?;
-            set.append(&bytes, kind, &file)?;
+            if pickled::is_pickle(&bytes) {
+                let (pixels, labels) = pickled::read_batch(&bytes, kind, &file)?;
+                set.pixels.extend_from_slice(&pixels);
+                set.labels.extend(labels);
+            } else {
+                set.append(&bytes, kind, &file)?;
+            }
         }
         Ok(set)
     }
@@ -108,8 +117,32 @@ impl CifarSet {
     }
 }
 
+/// The folder holding the batches: `path` itself, or the archive's folder inside it (the root
+/// torchvision was given, holding `cifar-10-batches-py/` or `cifar-100-python/`).
+fn layout_root(path: &Path, kind: DatasetKind) -> PathBuf {
+    let archives: &[&str] = match kind {
+        DatasetKind::Cifar10 => &["cifar-10-batches-py", "cifar-10-batches-bin"],
+        _ => &["cifar-100-python", "cifar-100-binary"],
+    };
+    let holds_batches = |dir: &Path| {
+        ["test_batch", "test_batch.bin", "test", "test.bin"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
+    };
+    if holds_batches(path) {
+        return path.to_path_buf();
+    }
+    archives
+        .iter()
+        .map(|a| path.join(a))
+        .find(|dir| holds_batches(dir))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// The files of a split: the binary version's `.bin` names, or the python version's (the same
+/// names without the extension).
 fn standard_files(dir: &Path, kind: DatasetKind, split: Split) -> Result<Vec<PathBuf>> {
-    let names: Vec<String> = match (kind, split) {
+    let binary: Vec<String> = match (kind, split) {
         (DatasetKind::Cifar10, Split::Train) => {
             (1..=5).map(|i| format!("data_batch_{i}.bin")).collect()
         }
@@ -117,6 +150,17 @@ fn standard_files(dir: &Path, kind: DatasetKind, split: Split) -> Result<Vec<Pat
         (DatasetKind::Cifar100, Split::Train) => vec!["train.bin".into()],
         (DatasetKind::Cifar100, Split::Test) => vec!["test.bin".into()],
         (DatasetKind::Imagenet, _) => unreachable!("ImageNet is not a CIFAR binary"),
+    };
+    let python: Vec<String> = binary
+        .iter()
+        .map(|n| n.trim_end_matches(".bin").to_string())
+        .collect();
+    let names = if python.iter().all(|n| dir.join(n).is_file())
+        && !binary.iter().any(|n| dir.join(n).is_file())
+    {
+        python
+    } else {
+        binary
     };
     let files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     let absent: Vec<&String> = names
@@ -129,7 +173,8 @@ fn standard_files(dir: &Path, kind: DatasetKind, split: Split) -> Result<Vec<Pat
         return Err(Error::file(
             dir,
             format!(
-                "not a {} directory: missing {}",
+                "not a {} directory (the binary or the python version, or the folder holding \
+                 it): missing {}",
                 kind.name(),
                 absent
                     .iter()

@@ -96,11 +96,32 @@ impl ImageFolder {
             samples.extend(images.into_iter().map(|p| (p, label)));
         }
         if samples.is_empty() {
-            return Err(Error::file(root, "no class folders with images found"));
+            let flat = sorted_entries(root)?
+                .iter()
+                .any(|p| p.is_file() && has_image_extension(p));
+            return Err(Error::file(
+                root,
+                if flat {
+                    "holds images but no class folders: give their labels with --labels (the \
+                     devkit's ILSVRC2012_validation_ground_truth.txt, Kaggle's \
+                     LOC_val_solution.csv or a '<file> <class index>' list)"
+                } else {
+                    "no class folders with images found"
+                },
+            ));
         }
         Ok(Self {
             root: root.to_path_buf(),
             samples,
+            preprocess,
+        })
+    }
+
+    /// A flat folder of images labelled by a label file (see [`crate::data::labels`]).
+    pub fn with_labels(root: &Path, labels: &Path, preprocess: Preprocess) -> Result<Self> {
+        Ok(Self {
+            root: root.to_path_buf(),
+            samples: crate::data::labels::labelled_images(root, labels)?,
             preprocess,
         })
     }
@@ -161,7 +182,7 @@ impl Dataset for ImageFolder {
     fn item_name(&self, index: usize) -> Option<(String, String)> {
         let path = &self.samples[index].0;
         let file = path.file_name()?.to_str()?.to_string();
-        let class = path.parent()?.file_name()?.to_str()?.to_string();
+        let class = imagenet_wnids().get(self.samples[index].1)?.to_string();
         Some((class, file))
     }
     fn load_u8_random_resized(
@@ -305,7 +326,7 @@ fn read_rgb(path: &Path, preprocess: Preprocess) -> Result<RgbImage> {
     Ok(RgbImage::from_raw(w, h, rgb.into_bytes()).expect("matching size"))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| Error::io(dir, "cannot list directory", e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -314,7 +335,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-fn has_image_extension(path: &Path) -> bool {
+pub(crate) fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

@@ -3,6 +3,8 @@
 
 pub mod cifar;
 pub mod folder;
+pub mod labels;
+pub mod pickled;
 
 use std::path::{Path, PathBuf};
 
@@ -157,6 +159,26 @@ pub fn open(
     split: Split,
     limit: Option<usize>,
 ) -> Result<Box<dyn Dataset>> {
+    open_labelled(kind, source, split, limit, None)
+}
+
+/// [`open`], with the label file of a flat ImageNet validation folder.
+pub fn open_labelled(
+    kind: DatasetKind,
+    source: &DataSource,
+    split: Split,
+    limit: Option<usize>,
+    labels: Option<&Path>,
+) -> Result<Box<dyn Dataset>> {
+    if let (Some(file), false) = (labels, kind == DatasetKind::Imagenet) {
+        return Err(Error::file(
+            file,
+            format!(
+                "--labels labels a flat ImageNet folder; {} files carry their labels",
+                kind.name()
+            ),
+        ));
+    }
     let dataset: Box<dyn Dataset> = match (kind, source) {
         (DatasetKind::Cifar10, DataSource::Bundled) => Box::new(CifarSet::from_bytes(
             BUNDLED_CIFAR10,
@@ -173,7 +195,14 @@ pub fn open(
         (DatasetKind::Cifar10 | DatasetKind::Cifar100, DataSource::Path(path)) => {
             Box::new(CifarSet::open(path, kind, split)?)
         }
-        (DatasetKind::Imagenet, DataSource::Path(path)) => Box::new(ImageFolder::imagenet(path)?),
+        (DatasetKind::Imagenet, DataSource::Path(path)) => match labels {
+            Some(file) => Box::new(ImageFolder::with_labels(
+                path,
+                file,
+                folder::Preprocess::IMAGENET,
+            )?),
+            None => Box::new(ImageFolder::imagenet(path)?),
+        },
     };
     Ok(limited(dataset, limit))
 }

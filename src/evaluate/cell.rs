@@ -78,6 +78,13 @@ pub fn resolve<B: crate::kernels::ConvBackend>(
         ),
     };
     let seed = cond.uses_seed().then_some(plan.seed);
+    let mut model_json = model_json;
+    if let Some(spec) = model.as_ref().map(|(_, facts)| facts.network.spec()) {
+        // Only a normalisation other than the architecture's: older cells keep their digests.
+        if let Some(normalization) = spec.normalization_override {
+            model_json["normalization"] = json!(normalization);
+        }
+    }
     let mut decisive_model = model_json.clone();
     if let Some(m) = decisive_model.as_object_mut() {
         m.remove("weights"); // a path: the digest identifies the weights

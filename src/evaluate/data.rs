@@ -18,6 +18,9 @@ pub struct DataConfig {
     pub split: Split,
     /// Only the first N images.
     pub limit: Option<usize>,
+    /// The label file of a flat ImageNet validation folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
 }
 
 impl DataConfig {
@@ -27,6 +30,7 @@ impl DataConfig {
             path: None,
             split: Split::Test,
             limit: None,
+            labels: None,
         }
     }
 
@@ -35,7 +39,13 @@ impl DataConfig {
             return Err(Error::input("--limit must be at least 1"));
         }
         let source = DataSource::from_option(self.path.as_deref());
-        data::open(self.dataset, &source, self.split, self.limit)
+        data::open_labelled(
+            self.dataset,
+            &source,
+            self.split,
+            self.limit,
+            self.labels.as_deref(),
+        )
     }
 
     pub fn describe(&self) -> String {

@@ -1,17 +1,20 @@
 //! The pieces every network is assembled from: a convolution that is either plain or sparse
-//! coding, the stem, and the residual block.
+//! coding, the stem, and the residual blocks (post-activation basic blocks, pre-activation
+//! blocks, bottlenecks).
 
 use crate::kernels::ConvBackend;
 use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 
 use crate::csc::{CscConfig, CscLayer, SampleLambda};
+use crate::models::spec::Activation;
 use crate::models::spec::CscSettings;
-use crate::nn::{BatchNorm2d, Conv2d, Mode};
+use crate::nn::{activate, BatchNorm2d, Conv2d, Mode};
 
 /// A convolution: a plain one, or a CSC layer solving for a sparse code.
 #[derive(Module, Debug)]
@@ -139,11 +142,12 @@ pub struct StemStyle {
     pub max_pool: bool,
 }
 
-/// conv → BN → [ReLU] → [max-pool | CSC stride 2].
+/// conv → [BN → [ReLU] → [max-pool | CSC stride 2]]; pre-activation networks have the
+/// convolution alone.
 #[derive(Module, Debug)]
 pub struct Stem<B: Backend> {
     pub conv: ConvLayer<B>,
-    pub bn: BatchNorm2d<B>,
+    pub bn: Option<BatchNorm2d<B>>,
     /// sdnet-all on ImageNet replaces the max-pool with a stride-2 CSC layer.
     pub pool_csc: Option<CscLayer<B>>,
     #[module(skip)]
@@ -157,7 +161,10 @@ impl<B: ConvBackend> Stem<B> {
         mode: Mode,
         lambdas: &mut LambdaFeed<'_, B>,
     ) -> Tensor<B, 4> {
-        let mut out = self.conv.forward_bn(x, &self.bn, mode, lambdas);
+        let mut out = match &self.bn {
+            Some(bn) => self.conv.forward_bn(x, bn, mode, lambdas),
+            None => self.conv.forward_fed(x, lambdas),
+        };
         if self.style.relu {
             out = relu(out);
         }
@@ -224,10 +231,7 @@ impl<B: ConvBackend> BasicBlock<B> {
             Residual::None => out,
             Residual::Identity => {
                 let skip = match &self.shortcut {
-                    Some(p) => match mode {
-                        Mode::Eval => p.conv.forward_folded(x, &p.bn),
-                        Mode::Train | Mode::BatchStats => p.bn.forward(p.conv.forward(x), mode),
-                    },
+                    Some(p) => p.conv.forward_bn(x, &p.bn, mode),
                     None => x,
                 };
                 relu(out + skip)
@@ -250,4 +254,120 @@ fn pad_channels<B: ConvBackend>(x: Tensor<B, 4>, pad: usize) -> Tensor<B, 4> {
     let [n, _, h, w] = sub.dims();
     let zeros = Tensor::zeros([n, pad, h, w], &sub.device());
     Tensor::cat(vec![zeros.clone(), sub, zeros], 1)
+}
+
+/// Where a pre-activation block's shortcut convolution reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortcutInput {
+    /// The block input after BatchNorm and activation (WideResNets).
+    Activated,
+    /// The block input itself (RobustBench's PreActResNet-18).
+    Raw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreActStyle {
+    pub activation: Activation,
+    pub shortcut_input: ShortcutInput,
+    /// Zero rows and columns added (bottom, right) before the first convolution, which then
+    /// has no padding of its own: DeepMind's SAME padding at stride 2.
+    pub pad_bottom_right: usize,
+}
+
+/// BN → act → conv → BN → act → conv, plus the input (or a 1×1 convolution of it).
+#[derive(Module, Debug)]
+pub struct PreActBlock<B: Backend> {
+    pub bn1: BatchNorm2d<B>,
+    pub conv1: Conv2d<B>,
+    pub bn2: BatchNorm2d<B>,
+    pub conv2: Conv2d<B>,
+    pub shortcut: Option<Conv2d<B>>,
+    #[module(skip)]
+    pub style: PreActStyle,
+}
+
+impl<B: ConvBackend> PreActBlock<B> {
+    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        let act = self.style.activation;
+        let pre = activate(self.bn1.forward(x.clone(), mode), act);
+        let skip = match (&self.shortcut, self.style.shortcut_input) {
+            (Some(conv), ShortcutInput::Activated) => conv.forward(pre.clone()),
+            (Some(conv), ShortcutInput::Raw) => conv.forward(x),
+            (None, _) => x,
+        };
+        let pad = self.style.pad_bottom_right;
+        let pre = if pad > 0 {
+            pre.pad((0, pad, 0, pad), PadMode::Constant(0.0))
+        } else {
+            pre
+        };
+        let out = activate(self.conv1.forward_bn(pre, &self.bn2, mode), act);
+        self.conv2.forward(out) + skip
+    }
+}
+
+/// torchvision's Bottleneck: 1×1 → 3×3 (stride) → 1×1, BatchNorm after each, ReLU after the
+/// first two and after the residual sum.
+#[derive(Module, Debug)]
+pub struct Bottleneck<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: BatchNorm2d<B>,
+    pub conv2: Conv2d<B>,
+    pub bn2: BatchNorm2d<B>,
+    pub conv3: Conv2d<B>,
+    pub bn3: BatchNorm2d<B>,
+    pub shortcut: Option<Projection<B>>,
+}
+
+impl<B: ConvBackend> Bottleneck<B> {
+    pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        let out = relu(self.conv1.forward_bn(x.clone(), &self.bn1, mode));
+        let out = relu(self.conv2.forward_bn(out, &self.bn2, mode));
+        let out = self.conv3.forward_bn(out, &self.bn3, mode);
+        let skip = match &self.shortcut {
+            Some(p) => p.conv.forward_bn(x, &p.bn, mode),
+            None => x,
+        };
+        relu(out + skip)
+    }
+}
+
+/// One residual block of any family.
+// A network holds tens of blocks, each a few kilobytes: boxing the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Block<B: Backend> {
+    Basic(BasicBlock<B>),
+    PreAct(PreActBlock<B>),
+    Bottleneck(Bottleneck<B>),
+}
+
+impl<B: ConvBackend> Block<B> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        lambdas: &mut LambdaFeed<'_, B>,
+    ) -> Tensor<B, 4> {
+        match self {
+            Self::Basic(block) => block.forward(x, mode, lambdas),
+            Self::PreAct(block) => block.forward(x, mode),
+            Self::Bottleneck(block) => block.forward(x, mode),
+        }
+    }
+
+    /// The block's two 3×3 convolutions when it is a basic block (the only kind with CSC layers).
+    pub fn basic(&self) -> Option<&BasicBlock<B>> {
+        match self {
+            Self::Basic(block) => Some(block),
+            _ => None,
+        }
+    }
+
+    pub fn csc_layers_mut(&mut self) -> Vec<&mut CscLayer<B>> {
+        match self {
+            Self::Basic(block) => block.csc_layers_mut(),
+            _ => Vec::new(),
+        }
+    }
 }

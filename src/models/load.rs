@@ -13,7 +13,7 @@ use crate::csc::Solver;
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::kernels::ConvBackend;
-use crate::models::{Domain, ModelSpec, Network};
+use crate::models::{Domain, ModelSpec, Network, Normalization};
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "sdnet18";
@@ -42,6 +42,9 @@ pub struct ModelConfig {
     /// Extrapolation of CSC iterations beyond the second.
     #[serde(with = "crate::models::spec::solver_name")]
     pub csc_solver: Solver,
+    /// Normalisation replacing the architecture's (and the checkpoint's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalization>,
 }
 
 impl Default for ModelConfig {
@@ -52,6 +55,7 @@ impl Default for ModelConfig {
             width: None,
             csc_steps: None,
             csc_solver: Solver::Fista,
+            normalize: None,
         }
     }
 }
@@ -90,6 +94,9 @@ impl ModelConfig {
             return Err(Error::input("--csc-steps must be at least 1"));
         }
         network.set_csc_steps(steps, self.csc_solver);
+        if let Some(normalization) = self.normalize {
+            network.set_normalization(normalization);
+        }
         let identity = weights_digest(&network);
         Ok(LoadedModel {
             network,
@@ -144,14 +151,15 @@ impl ModelConfig {
                 }
                 checkpoint::load_native(path, device)
             }
-            Format::Pytorch => {
+            Format::Pytorch | Format::Safetensors => {
                 let name = self.name.as_deref().ok_or_else(|| {
                     Error::input(
-                        "PyTorch checkpoints do not record their architecture: give --model",
+                        "PyTorch and safetensors checkpoints do not record their architecture: \
+                         give --model",
                     )
                 })?;
-                let mut network = Network::new(&self.spec(name, kind)?, 0, device);
-                checkpoint::import_pytorch(&mut network, path)?;
+                let mut network = Network::for_loading(&self.spec(name, kind)?, device);
+                checkpoint::load_weights(&mut network, path)?;
                 Ok(network)
             }
         }

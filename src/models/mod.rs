@@ -8,4 +8,4 @@ pub mod spec;
 
 pub use load::{LoadedModel, ModelConfig, WeightsSource, DEFAULT_MODEL};
 pub use network::{LambdaTarget, Network};
-pub use spec::{Arch, CscSettings, Domain, ModelSpec, MODEL_NAMES};
+pub use spec::{Activation, Arch, CscSettings, Domain, ModelSpec, Normalization, MODEL_NAMES};

@@ -1,4 +1,5 @@
-//! One classifier type for the whole zoo: normalisation → stem → stages of blocks → pool → linear.
+//! One classifier type for the whole zoo: normalisation → stem → stages of blocks → [BN →
+//! activation] → pool → linear.
 
 use crate::kernels::ConvBackend;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
@@ -10,15 +11,18 @@ use rand::SeedableRng;
 
 use crate::csc::{CscConfig, CscLayer, CscOutput, SampleLambda, Solver};
 use crate::models::blocks::{
-    BasicBlock, BlockStyle, ConvLayer, ConvShape, LambdaFeed, Projection, Residual, Stem, StemStyle,
+    BasicBlock, Block, BlockStyle, Bottleneck, ConvLayer, ConvShape, LambdaFeed, PreActBlock,
+    PreActStyle, Projection, Residual, ShortcutInput, Stem, StemStyle,
 };
-use crate::models::spec::{Arch, Domain, ModelSpec};
-use crate::nn::{channel_view, BatchNorm2d, Conv2d, Linear, Mode};
+use crate::models::spec::{Arch, Domain, ModelSpec, Normalization};
+use crate::nn::{activate, channel_view, BatchNorm2d, Conv2d, Linear, Mode};
 
 #[derive(Module, Debug)]
 pub struct Network<B: Backend> {
     pub stem: Stem<B>,
-    pub stages: Vec<Vec<BasicBlock<B>>>,
+    pub stages: Vec<Vec<Block<B>>>,
+    /// BatchNorm before the activation and pooling of pre-activation networks.
+    pub head: Option<BatchNorm2d<B>>,
     pub linear: Linear<B>,
     #[module(skip)]
     spec: ModelSpec,
@@ -39,25 +43,42 @@ impl<B: ConvBackend> Network<B> {
         let mut rng = StdRng::seed_from_u64(seed);
         let stem = build_stem(spec, &mut rng, device);
         let widths = spec.stage_widths();
-        let mut c_in = widths[0];
+        let inner = spec.bottleneck_widths();
+        let mut c_in = spec.stem_width();
         let mut stages = Vec::new();
         for (index, (&n_blocks, &c_out)) in spec.arch.blocks().iter().zip(&widths).enumerate() {
             let first_stride = if index == 0 { 1 } else { 2 };
             let mut blocks = Vec::new();
             for b in 0..n_blocks {
                 let stride = if b == 0 { first_stride } else { 1 };
-                blocks.push(build_block(spec, c_in, c_out, stride, &mut rng, device));
+                let shape = BlockShape {
+                    c_in,
+                    c_out,
+                    inner: inner.get(index).copied().unwrap_or(c_out),
+                    stride,
+                };
+                blocks.push(build_block(spec, shape, &mut rng, device));
                 c_in = c_out;
             }
             stages.push(blocks);
         }
+        let head = (spec.arch.is_preactivation()
+            && !matches!(spec.arch, Arch::PreactResnet { .. }))
+        .then(|| BatchNorm2d::new(c_in, device));
         let linear = Linear::new(c_in, spec.num_classes, &mut rng, device);
         Self {
             stem,
             stages,
+            head,
             linear,
             spec: spec.clone(),
         }
+    }
+
+    /// A network of this shape to load a checkpoint into: its tensors are zeros (drawing
+    /// weights that the checkpoint replaces would take seconds for the largest models).
+    pub fn for_loading(spec: &ModelSpec, device: &B::Device) -> Self {
+        crate::nn::shapes_only(|| Self::new(spec, 0, device))
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -90,6 +111,9 @@ impl<B: ConvBackend> Network<B> {
         let mut x = self.stem.forward(self.normalize(images), mode, &mut feed);
         for block in self.stages.iter().flatten() {
             x = block.forward(x, mode, &mut feed);
+        }
+        if let Some(bn) = &self.head {
+            x = activate(bn.forward(x, mode), self.spec.arch.activation());
         }
         let [n, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
@@ -128,6 +152,7 @@ impl<B: ConvBackend> Network<B> {
         }
         for (stage, blocks) in self.stages.iter().enumerate() {
             for (index, block) in blocks.iter().enumerate() {
+                let Some(block) = block.basic() else { continue };
                 for (conv, name) in [(&block.conv1, "conv1"), (&block.conv2, "conv2")] {
                     if conv.csc().is_some() {
                         names.push(format!("layer{}.{index}.{name}", stage + 1));
@@ -147,7 +172,7 @@ impl<B: ConvBackend> Network<B> {
         if let Some(csc) = &self.stem.pool_csc {
             lambdas.push(csc.lambda());
         }
-        for block in self.stages.iter().flatten() {
+        for block in self.stages.iter().flatten().filter_map(Block::basic) {
             for conv in [&block.conv1, &block.conv2] {
                 if let Some(csc) = conv.csc() {
                     lambdas.push(csc.lambda());
@@ -209,6 +234,7 @@ impl<B: ConvBackend> Network<B> {
             .stages
             .iter()
             .flatten()
+            .filter_map(Block::basic)
             .map(|b| usize::from(b.conv1.csc().is_some()) + usize::from(b.conv2.csc().is_some()))
             .sum();
         stem + blocks
@@ -258,8 +284,17 @@ impl<B: ConvBackend> Network<B> {
             .sum()
     }
 
+    /// Replaces the normalisation applied inside the model.
+    pub fn set_normalization(&mut self, normalization: Normalization) {
+        self.spec.set_normalization(normalization);
+    }
+
     fn normalize(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let (mean, std) = self.spec.normalization();
+        let normalization = self.spec.normalization_used();
+        if normalization.is_identity() {
+            return images;
+        }
+        let Normalization { mean, std } = normalization;
         let device = images.device();
         let n = images.dims()[0];
         // (x − mean) / std as one multiply-add per channel.
@@ -282,7 +317,7 @@ impl<B: burn::tensor::backend::Backend> ModuleMapper<B> for PositionalIds {
 }
 
 fn build_stem<B: ConvBackend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::Device) -> Stem<B> {
-    let width = spec.stage_widths()[0];
+    let width = spec.stem_width();
     let shape = match spec.domain {
         Domain::Cifar => ConvShape {
             c_in: 3,
@@ -300,20 +335,17 @@ fn build_stem<B: ConvBackend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::De
         },
     };
     let imagenet = spec.domain == Domain::Imagenet;
+    let post = |relu| StemStyle {
+        relu,
+        max_pool: imagenet,
+    };
     let (conv, style) = match spec.arch {
-        Arch::Resnet { .. } | Arch::CifarResnet { .. } => (
-            ConvLayer::plain(shape, rng, device),
-            StemStyle {
-                relu: true,
-                max_pool: imagenet,
-            },
-        ),
+        Arch::Resnet { .. } | Arch::CifarResnet { .. } | Arch::BottleneckResnet { .. } => {
+            (ConvLayer::plain(shape, rng, device), post(true))
+        }
         Arch::Sdnet { .. } => (
             ConvLayer::sparse(shape, &spec.csc, rng, device),
-            StemStyle {
-                relu: false,
-                max_pool: imagenet,
-            },
+            post(false),
         ),
         Arch::SdnetAll { .. } => (
             ConvLayer::sparse(shape, &spec.csc, rng, device),
@@ -322,8 +354,15 @@ fn build_stem<B: ConvBackend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::De
                 max_pool: false,
             },
         ),
+        Arch::WideResnet { .. } | Arch::DmWideResnet { .. } | Arch::PreactResnet { .. } => (
+            ConvLayer::plain(shape, rng, device),
+            StemStyle {
+                relu: false,
+                max_pool: false,
+            },
+        ),
     };
-    let bn = BatchNorm2d::new(width, device);
+    let bn = (!spec.arch.is_preactivation()).then(|| BatchNorm2d::new(width, device));
     let pool_csc = (imagenet && matches!(spec.arch, Arch::SdnetAll { .. })).then(|| {
         let mut config = CscConfig::new(width, width, 3, 2, 1);
         config.lambda = spec.csc.lambda;
@@ -339,14 +378,48 @@ fn build_stem<B: ConvBackend>(spec: &ModelSpec, rng: &mut StdRng, device: &B::De
     }
 }
 
-fn build_block<B: ConvBackend>(
-    spec: &ModelSpec,
+/// Channels and stride of one block; `inner` is the middle width of a Bottleneck.
+#[derive(Clone, Copy)]
+struct BlockShape {
     c_in: usize,
     c_out: usize,
+    inner: usize,
     stride: usize,
+}
+
+impl BlockShape {
+    fn reshapes(&self) -> bool {
+        self.stride != 1 || self.c_in != self.c_out
+    }
+}
+
+fn build_block<B: ConvBackend>(
+    spec: &ModelSpec,
+    shape: BlockShape,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Block<B> {
+    match spec.arch {
+        Arch::WideResnet { .. } | Arch::DmWideResnet { .. } | Arch::PreactResnet { .. } => {
+            Block::PreAct(build_preact_block(spec, shape, rng, device))
+        }
+        Arch::BottleneckResnet { .. } => Block::Bottleneck(build_bottleneck(shape, rng, device)),
+        _ => Block::Basic(build_basic_block(spec, shape, rng, device)),
+    }
+}
+
+fn build_basic_block<B: ConvBackend>(
+    spec: &ModelSpec,
+    shape: BlockShape,
     rng: &mut StdRng,
     device: &B::Device,
 ) -> BasicBlock<B> {
+    let BlockShape {
+        c_in,
+        c_out,
+        stride,
+        ..
+    } = shape;
     let shape1 = ConvShape {
         c_in,
         c_out,
@@ -361,7 +434,7 @@ fn build_block<B: ConvBackend>(
         stride: 1,
         padding: 1,
     };
-    let reshapes = stride != 1 || c_in != c_out;
+    let reshapes = shape.reshapes();
     let sparse = matches!(spec.arch, Arch::SdnetAll { .. });
     let (conv1, conv2) = if sparse {
         (
@@ -397,5 +470,65 @@ fn build_block<B: ConvBackend>(
             inner_relu: !sparse,
             residual,
         },
+    }
+}
+
+fn build_preact_block<B: ConvBackend>(
+    spec: &ModelSpec,
+    shape: BlockShape,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> PreActBlock<B> {
+    let BlockShape {
+        c_in,
+        c_out,
+        stride,
+        ..
+    } = shape;
+    // DeepMind pads (0, 1) at stride 2 where the others pad (1, 1).
+    let same_padding = matches!(spec.arch, Arch::DmWideResnet { .. }) && stride == 2;
+    let (padding, pad_bottom_right) = if same_padding { (0, 1) } else { (1, 0) };
+    let shortcut_input = match spec.arch {
+        Arch::PreactResnet { .. } => ShortcutInput::Raw,
+        _ => ShortcutInput::Activated,
+    };
+    PreActBlock {
+        bn1: BatchNorm2d::new(c_in, device),
+        conv1: Conv2d::new(c_in, c_out, 3, stride, padding, rng, device),
+        bn2: BatchNorm2d::new(c_out, device),
+        conv2: Conv2d::new(c_out, c_out, 3, 1, 1, rng, device),
+        shortcut: shape
+            .reshapes()
+            .then(|| Conv2d::new(c_in, c_out, 1, stride, 0, rng, device)),
+        style: PreActStyle {
+            activation: spec.arch.activation(),
+            shortcut_input,
+            pad_bottom_right,
+        },
+    }
+}
+
+fn build_bottleneck<B: ConvBackend>(
+    shape: BlockShape,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Bottleneck<B> {
+    let BlockShape {
+        c_in,
+        c_out,
+        inner,
+        stride,
+    } = shape;
+    Bottleneck {
+        conv1: Conv2d::new(c_in, inner, 1, 1, 0, rng, device),
+        bn1: BatchNorm2d::new(inner, device),
+        conv2: Conv2d::new(inner, inner, 3, stride, 1, rng, device),
+        bn2: BatchNorm2d::new(inner, device),
+        conv3: Conv2d::new(inner, c_out, 1, 1, 0, rng, device),
+        bn3: BatchNorm2d::new(c_out, device),
+        shortcut: shape.reshapes().then(|| Projection {
+            conv: Conv2d::new(c_in, c_out, 1, stride, 0, rng, device),
+            bn: BatchNorm2d::new(c_out, device),
+        }),
     }
 }

@@ -42,7 +42,7 @@ use crate::evaluate::{
     ModelEntry, Plan, SuiteOrigin,
 };
 use crate::models::load::hex;
-use crate::models::{Arch, ModelConfig, WeightsSource};
+use crate::models::{Arch, ModelConfig, Normalization, WeightsSource};
 
 /// The presets, stored in the repository's `suites/` folder and compiled in.
 pub const PRESETS: &[(&str, &str)] = &[
@@ -78,6 +78,9 @@ fn yes() -> bool {
 pub struct SuiteData {
     pub dataset: String,
     pub path: Option<PathBuf>,
+    /// The label file of a flat ImageNet validation folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
     pub limit: Option<usize>,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -105,6 +108,9 @@ pub struct SuiteModel {
     pub bn_adapt: bool,
     #[serde(default)]
     pub random_init: bool,
+    /// Normalisation inside the model, as `--normalize` takes it (default: the architecture's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,6 +215,7 @@ fn all_severities() -> Vec<u8> {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub data: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
     pub limit: Option<usize>,
     pub batch_size: Option<usize>,
     /// `label=path` pairs.
@@ -367,12 +374,15 @@ impl Suite {
 
     /// SHA-256 of the suite's definition (overrides included).
     pub fn digest(&self, overrides: &Overrides) -> String {
-        let text = serde_json::json!({
+        let mut definition = serde_json::json!({
             "suite": self.file,
             "data": overrides.data, "limit": overrides.limit, "batch_size": overrides.batch_size,
             "checkpoints": overrides.checkpoints,
-        })
-        .to_string();
+        });
+        if let Some(labels) = &overrides.labels {
+            definition["labels"] = serde_json::json!(labels); // older digests unchanged
+        }
+        let text = definition.to_string();
         hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
     }
 
@@ -400,6 +410,10 @@ impl Suite {
                 .or_else(|| f.data.path.as_ref().map(|p| self.base_dir.join(p))),
             split: Split::Test,
             limit: overrides.limit.or(f.data.limit),
+            labels: overrides
+                .labels
+                .clone()
+                .or_else(|| f.data.labels.as_ref().map(|p| self.base_dir.join(p))),
         };
         let mut plan = Plan::new("suite run", models, data);
         plan.conditions = self.conditions()?;
@@ -431,6 +445,12 @@ impl Suite {
                 name: Some(m.name.clone()),
                 weights,
                 width: m.width,
+                normalize: m
+                    .normalize
+                    .as_deref()
+                    .map(Normalization::parse)
+                    .transpose()
+                    .map_err(|e| self.bad(format!("model '{}': {e}", label_of(m))))?,
                 ..ModelConfig::default()
             },
             defense: self.defense_of(m)?,
