@@ -5,6 +5,9 @@
                                                      (--bare: the attack steps alone, on the labels)
     python3 tools/bench_pytorch.py train  [...]      SGD steps (momentum 0.9 Nesterov, wd 5e-4)
 
+--dataset imagenet builds the ImageNet variants (resnet50, wide-resnet50-2: torchvision's) on the
+images enlarged to 224x224.
+
 --device cuda times the same on a GPU (synchronised) and prints the peak GPU memory of each workload.
 """
 import argparse
@@ -22,6 +25,11 @@ import reference_models as R  # noqa: E402
 def build(name):
     if name.startswith("resnet") and name[6:] in ("20", "32", "44", "56", "110"):
         return R.CifarResNet(int(name[6:])).eval()
+    if name in ("resnet50", "wide-resnet50-2"):
+        return R.torchvision_model(name).eval()
+    if name.startswith("wrn-") or name.startswith("dm-wrn-"):
+        depth, width = map(int, name.split("-")[-2:])
+        return R.WideResNet(depth, width, deepmind=name.startswith("dm-")).eval()
     return R.Net(name, 10).eval()
 
 
@@ -110,10 +118,14 @@ def main():
     parser.add_argument("--bare", action="store_true",
                         help="pgd: time the attack steps alone (no clean or final predictions)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "imagenet"],
+                        help="imagenet: the images enlarged 7x (32 -> 224) by pixel repetition")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, y = R.load_cifar_bin("data/cifar10/test_first1000.bin", limit=args.n)
+    if args.dataset == "imagenet":  # as `robust-eval speed --dataset imagenet`
+        x = x.repeat_interleave(7, dim=2).repeat_interleave(7, dim=3)
     x, y = x.to(args.device), y.to(args.device)
     where = f"{args.threads} threads" if args.device == "cpu" else torch.cuda.get_device_name()
     for name in args.models.split(","):
@@ -127,7 +139,8 @@ def main():
         peak = ""
         if args.device == "cuda":
             peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated"
-        print(f"{args.what} {name}: {rate:.1f} images/s (PyTorch {torch.__version__}, {where}{peak})")
+        shown = f"{rate:.3f}" if rate < 10 else f"{rate:.1f}"
+        print(f"{args.what} {name}: {shown} images/s (PyTorch {torch.__version__}, {where}{peak})")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ import re
 import statistics
 import sys
 
-MODELS = ["resnet20", "resnet18", "sdnet18"]
+MODELS = ["resnet20", "resnet18", "sdnet18"]  # first, in this order; then any other model logged
 WORKLOADS = {
     "eval": ("eval", statistics.median),
     "pgd": ("PGD-10 (ε 8/255)", statistics.mean),
     "train": ("train (batch 128)", statistics.median),
 }
-ROUND = re.compile(r"round \d+ (ours|pytorch)\s+(\w+) (\w+): ([\d.]+) images/s")
+ROUND = re.compile(r"round \d+ (ours|pytorch)\s+(\w+) ([\w.-]+): ([\d.]+) images/s")
 TIMING = re.compile(r"^(\w+)\s+([\d.]+) s")
 
 
@@ -33,10 +33,13 @@ def model_rows(logs):
                 workload = kind.lower()
                 rates[side].setdefault(model, []).append(float(rate))
         label, aggregate = WORKLOADS[workload]
-        for model in MODELS:
+        others = [m for m in rates["ours"] if m not in MODELS]
+        for model in MODELS + others:
             if model in rates["ours"] and model in rates["pytorch"]:
                 ours, theirs = aggregate(rates["ours"][model]), aggregate(rates["pytorch"][model])
-                print(f"| {label} | {model} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+                digits = 1 if theirs >= 10 else 3
+                print(f"| {label} | {model} | {ours:.{digits}f} | {theirs:.{digits}f} "
+                      f"| {ours / theirs:.2f} |")
 
 
 def timings(path):

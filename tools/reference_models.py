@@ -227,6 +227,58 @@ class CifarResNet(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class PreActBlock(nn.Module):
+    """A WideResNet block (RobustBench / DeepMind): BN-act-conv-BN-act-conv, shortcut from the
+    activated input when the shape changes. `same` pads (0, 1) at stride 2 as DeepMind does."""
+
+    def __init__(self, c_in, c_out, stride, act, same):
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.same = same and stride == 2
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 0 if self.same else 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if c_in != c_out else None
+        self.act = act
+
+    def forward(self, x):
+        pre = self.act(self.bn1(x))
+        skip = self.shortcut(pre) if self.shortcut is not None else x
+        out = self.conv1(F.pad(pre, (0, 1, 0, 1)) if self.same else pre)
+        return self.conv2(self.act(self.bn2(out))) + skip
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width for the benchmarks (the fixtures test against RobustBench's own code)."""
+
+    def __init__(self, depth, width, deepmind=False, num_classes=10):
+        super().__init__()
+        act = F.silu if deepmind else F.relu
+        mean, std = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)) if deepmind else ((0,) * 3, (1,) * 3)
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        blocks, c_in = [], 16
+        for i, c_out in enumerate([16 * width, 32 * width, 64 * width]):
+            for b in range((depth - 4) // 6):
+                blocks.append(PreActBlock(c_in, c_out, 2 if i > 0 and b == 0 else 1, act, deepmind))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.act = act
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.conv1(self.normalize(x)))
+        return self.fc(F.adaptive_avg_pool2d(self.act(self.bn(x)), 1).flatten(1))
+
+
+def torchvision_model(name):
+    """torchvision's ResNet-50 / Wide ResNet-50-2 with ImageNet statistics inside."""
+    import torchvision
+    net = {"resnet50": torchvision.models.resnet50,
+           "wide-resnet50-2": torchvision.models.wide_resnet50_2}[name]()
+    return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), net)
+
+
 def load_cifar_bin(path, limit=None):
     import numpy as np
     raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3073)

@@ -15,8 +15,10 @@ pub struct ModelArgs {
     /// Architecture (see `robust-eval models`); defaults to the bundled model.
     #[arg(long)]
     pub model: Option<String>,
-    /// Weights: a robust-eval checkpoint or a PyTorch file (official SDNet, torchvision,
-    /// pytorch_resnet_cifar10). Without it, the bundled checkpoint of the model is used.
+    /// Weights: a robust-eval checkpoint, a PyTorch file (.pt/.pth/.th: a state dict, bare or
+    /// in a training checkpoint) or a safetensors file, in the key names of official SDNet,
+    /// RobustBench, DeepMind, torchvision or pytorch_resnet_cifar10. Without it, the bundled
+    /// checkpoint of the model is used.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Use randomly initialised weights (for timing and testing only).
@@ -59,8 +61,9 @@ pub struct DataArgs {
     /// Data set kind: cifar10, cifar100 or imagenet.
     #[arg(long, default_value = "cifar10")]
     pub dataset: String,
-    /// A CIFAR .bin file or directory, or an ImageNet folder (<wnid>/<image>).
-    /// Default: the 1000 bundled CIFAR-10 test images.
+    /// CIFAR: a .bin or python batch file, or a directory (the binary or the python version,
+    /// or the root torchvision downloaded into); ImageNet: a folder of <wnid>/<image>, or a flat
+    /// folder with --labels. Default: the 1000 bundled CIFAR-10 test images.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Labels of a flat ImageNet validation folder (ILSVRC2012_val_*.JPEG): the devkit's

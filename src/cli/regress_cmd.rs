@@ -122,6 +122,9 @@ fn run_suite_first(suite: &str, args: &RegressArgs) -> Result<PathBuf> {
         limit: None,
         batch_size: None,
         checkpoints: Vec::new(),
+        models: Vec::new(),
+        normalize: Vec::new(),
+        data_c: None,
         fresh: false,
     };
     run_suite(&run_args)?;

@@ -34,9 +34,13 @@ pub enum Workload {
 pub struct SpeedArgs {
     #[arg(value_enum, default_value = "eval")]
     pub workload: Workload,
-    /// Comma-separated model names (CIFAR-10 variants, random weights).
+    /// Comma-separated model names (random weights).
     #[arg(long, default_value = "resnet20,resnet18,sdnet18")]
     pub models: String,
+    /// cifar10 (32×32 bundled images) or imagenet (the same images enlarged 7× to 224×224, by
+    /// pixel repetition as tools/bench_pytorch.py does, for the ImageNet variants).
+    #[arg(long, default_value = "cifar10")]
+    pub dataset: String,
     /// Images per measurement (from the bundled CIFAR-10 sample).
     #[arg(long, default_value_t = 500)]
     pub n: usize,
@@ -79,8 +83,9 @@ pub fn run(args: SpeedArgs) -> Result<()> {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
+    let (domain, classes) = speed_domain(&args.dataset)?;
     for name in &names {
-        ModelSpec::new(name, Domain::Cifar, 10)?;
+        ModelSpec::new(name, domain, classes)?;
     }
     let rates = dispatch(
         device,
@@ -92,14 +97,15 @@ pub fn run(args: SpeedArgs) -> Result<()> {
     let mut rows = Vec::new();
     for (name, rate) in names.iter().zip(&rates) {
         println!(
-            "{:?} {name}: {rate:.1} images/s ({})",
+            "{:?} {name}: {} images/s ({})",
             args.workload,
+            rate_text(*rate),
             backend_name(device)
         );
         rows.push(vec![
             format!("{:?}", args.workload).to_lowercase(),
             name.clone(),
-            format!("{rate:.1}"),
+            rate_text(*rate),
             args.batch_size.to_string(),
             device.to_string(),
             rayon::current_num_threads().to_string(),
@@ -145,13 +151,14 @@ impl Job for BenchJob<'_> {
             Some(self.args.n),
         )?;
         let indices: Vec<usize> = (0..set.len()).collect();
+        let (domain, classes) = speed_domain(&self.args.dataset)?;
         let batches: Vec<Batch> = indices
             .chunks(self.args.batch_size)
-            .map(|c| Batch::load(set.as_ref(), c))
+            .map(|c| Batch::load(set.as_ref(), c).map(|b| enlarged(b, domain)))
             .collect::<Result<_>>()?;
         let mut rates = Vec::new();
         for name in self.names {
-            let spec = ModelSpec::new(name, Domain::Cifar, 10)?;
+            let spec = ModelSpec::new(name, domain, classes)?;
             let run_once: Box<dyn Fn() -> Result<()>> = match self.args.workload {
                 Workload::Eval => {
                     let model = Network::<B>::new(&spec, 0, &device);
@@ -225,6 +232,48 @@ impl Job for BenchJob<'_> {
             rates.push(samples[samples.len() / 2]);
         }
         Ok(rates)
+    }
+}
+
+/// One decimal, or three significant digits below 10 images/s (large models under attack).
+fn rate_text(rate: f64) -> String {
+    if rate < 10.0 {
+        format!("{rate:.3}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+fn speed_domain(dataset: &str) -> Result<(Domain, usize)> {
+    match dataset {
+        "cifar10" => Ok((Domain::Cifar, 10)),
+        "imagenet" => Ok((Domain::Imagenet, 1000)),
+        other => Err(Error::input(format!(
+            "speed --dataset '{other}': expected cifar10 or imagenet"
+        ))),
+    }
+}
+
+/// The batch at the domain's input size: ImageNet batches repeat every pixel 7 × 7 times
+/// (32 → 224); the content does not change the work.
+fn enlarged(batch: Batch, domain: Domain) -> Batch {
+    const FACTOR: usize = 7;
+    if domain == Domain::Cifar {
+        return batch;
+    }
+    let [n, c, h, w] = batch.shape;
+    let (big_h, big_w) = (h * FACTOR, w * FACTOR);
+    let mut pixels = Vec::with_capacity(n * c * big_h * big_w);
+    for plane in batch.pixels.chunks_exact(h * w) {
+        for y in 0..big_h {
+            let row = &plane[(y / FACTOR) * w..(y / FACTOR + 1) * w];
+            pixels.extend(row.iter().flat_map(|&v| std::iter::repeat_n(v, FACTOR)));
+        }
+    }
+    Batch {
+        pixels,
+        shape: [n, c, big_h, big_w],
+        ..batch
     }
 }
 

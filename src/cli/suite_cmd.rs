@@ -9,7 +9,7 @@ use crate::evaluate::aggregate::{model_corruption_report, CorruptionReport};
 use crate::evaluate::{run as run_plan, CellOutcome, Plan};
 use crate::suite::merge::merge;
 use crate::suite::shard::parse_shard;
-use crate::suite::{Overrides, Suite, PRESETS};
+use crate::suite::{Extension, Overrides, Suite, PRESETS};
 
 #[derive(Subcommand, Debug)]
 pub enum SuiteCommand {
@@ -51,6 +51,17 @@ pub struct SuiteRunArgs {
     /// Weights for a model of the suite: LABEL=PATH (repeatable).
     #[arg(long = "checkpoint", value_name = "LABEL=PATH")]
     pub checkpoints: Vec<String>,
+    /// Add a model to the suite: LABEL=ARCH (repeatable; e.g. Standard=wrn-28-10 with
+    /// --checkpoint Standard=Standard.pt).
+    #[arg(long = "model", value_name = "LABEL=ARCH")]
+    pub models: Vec<String>,
+    /// Normalisation of a model of the suite: LABEL=SPEC, SPEC as `eval --normalize` takes it
+    /// (repeatable).
+    #[arg(long = "normalize", value_name = "LABEL=SPEC")]
+    pub normalize: Vec<String>,
+    /// A pre-made CIFAR-10-C / ImageNet-C directory for the suite's corruptions.
+    #[arg(long)]
+    pub data_c: Option<PathBuf>,
     /// Recompute every cell of the suite.
     #[arg(long)]
     pub fresh: bool,
@@ -70,7 +81,7 @@ pub fn run(command: SuiteCommand) -> Result<()> {
         SuiteCommand::List => {
             for (name, text) in PRESETS {
                 let suite = Suite::parse(text, name, std::path::Path::new("."))?;
-                println!("{name:<10} {}", suite.file.description);
+                println!("{name:<20} {}", suite.file.description);
             }
             Ok(())
         }
@@ -86,7 +97,22 @@ pub fn run(command: SuiteCommand) -> Result<()> {
 
 /// Builds the plan of `suite run` (exposed for tests).
 pub fn suite_plan(args: &SuiteRunArgs) -> Result<Plan> {
-    let suite = Suite::load(&args.suite)?;
+    let pairs = |flag: &str, items: &[String]| -> Result<Vec<(String, String)>> {
+        items
+            .iter()
+            .map(|text| {
+                text.split_once('=')
+                    .filter(|(l, v)| !l.is_empty() && !v.is_empty())
+                    .map(|(l, v)| (l.to_string(), v.to_string()))
+                    .ok_or_else(|| Error::input(format!("--{flag} '{text}': expected LABEL=VALUE")))
+            })
+            .collect()
+    };
+    let suite = Suite::load(&args.suite)?.extended(&Extension {
+        models: pairs("model", &args.models)?,
+        normalize: pairs("normalize", &args.normalize)?,
+        data_c: args.data_c.clone(),
+    })?;
     let overrides = Overrides {
         data: args.data.clone(),
         labels: args.labels.clone(),

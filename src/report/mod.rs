@@ -6,6 +6,7 @@ pub mod build;
 pub mod document;
 mod output;
 pub mod plots;
+pub mod robustbench;
 pub mod tables;
 
 pub use build::write_report;

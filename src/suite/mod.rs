@@ -50,6 +50,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("cifar10", include_str!("../../suites/cifar10.toml")),
     ("cifar100", include_str!("../../suites/cifar100.toml")),
     ("imagenet", include_str!("../../suites/imagenet.toml")),
+    (
+        "robustbench-cifar10",
+        include_str!("../../suites/robustbench-cifar10.toml"),
+    ),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,7 +66,7 @@ pub struct SuiteFile {
     #[serde(default = "yes")]
     pub clean: bool,
     pub data: SuiteData,
-    #[serde(rename = "model")]
+    #[serde(rename = "model", default)]
     pub models: Vec<SuiteModel>,
     #[serde(rename = "attack", default)]
     pub attacks: Vec<SuiteAttack>,
@@ -202,6 +206,10 @@ pub struct SuiteCorruptions {
     pub preset: Option<String>,
     /// A pre-made CIFAR-10-C / ImageNet-C directory instead of on-the-fly corruptions.
     pub from: Option<PathBuf>,
+    /// Evaluate these corruptions only on a pre-made set (`from`, or `suite run --data-c`):
+    /// without one the section is left out (RobustBench's leaderboards use CIFAR-10-C itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub premade_only: bool,
 }
 
 fn all() -> String {
@@ -209,6 +217,17 @@ fn all() -> String {
 }
 fn all_severities() -> Vec<u8> {
     vec![1, 2, 3, 4, 5]
+}
+
+/// Models and data a preset is extended with on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Extension {
+    /// `LABEL=ARCH` pairs.
+    pub models: Vec<(String, String)>,
+    /// `LABEL=SPEC` pairs (`--normalize` per model).
+    pub normalize: Vec<(String, String)>,
+    /// A pre-made CIFAR-10-C / ImageNet-C directory for the suite's corruptions.
+    pub data_c: Option<PathBuf>,
 }
 
 /// Overrides given on the command line.
@@ -269,9 +288,6 @@ impl Suite {
 
     fn validate(&self) -> Result<()> {
         let f = &self.file;
-        if f.models.is_empty() {
-            return Err(self.bad("no [[model]] entries".into()));
-        }
         f.data
             .dataset
             .parse::<DatasetKind>()
@@ -298,7 +314,11 @@ impl Suite {
         if f.clean {
             conditions.push(Condition::Clean);
         }
-        if let Some(c) = &f.corruptions {
+        if let Some(c) = f
+            .corruptions
+            .as_ref()
+            .filter(|c| !c.premade_only || c.from.is_some())
+        {
             let selection = Corruption::parse_selection(&c.names)
                 .map_err(|e| self.bad(format!("[corruptions] {e}")))?;
             for s in &c.severities {
@@ -386,9 +406,58 @@ impl Suite {
         hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
     }
 
+    /// The suite with models and a pre-made corruption set added on the command line
+    /// (`--model LABEL=ARCH`, `--normalize LABEL=SPEC`, `--data-c DIR`).
+    pub fn extended(mut self, extra: &Extension) -> Result<Self> {
+        for (label, name) in &extra.models {
+            self.file.models.push(SuiteModel {
+                label: Some(label.clone()),
+                name: name.clone(),
+                checkpoint: None,
+                width: None,
+                lambda: None,
+                defense: None,
+                bn_adapt: false,
+                random_init: false,
+                normalize: None,
+            });
+        }
+        for (label, spec) in &extra.normalize {
+            let model = self
+                .file
+                .models
+                .iter_mut()
+                .find(|m| label_of(m) == *label)
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "--normalize {label}=…: no model is labelled '{label}'"
+                    ))
+                })?;
+            model.normalize = Some(spec.clone());
+        }
+        if let Some(dir) = &extra.data_c {
+            let corruptions = self.file.corruptions.as_mut().ok_or_else(|| {
+                Error::input(format!(
+                    "--data-c: the suite ({}) has no [corruptions] section",
+                    self.origin
+                ))
+            })?;
+            corruptions.from = Some(dir.clone());
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// The plan of the suite; device, output directory and shard are the caller's.
     pub fn plan(&self, overrides: &Overrides) -> Result<Plan> {
         let f = &self.file;
+        if f.models.is_empty() {
+            return Err(self.bad(
+                "no models: add [[model]] entries, or --model LABEL=ARCH (with --checkpoint \
+                 LABEL=PATH) on the command line"
+                    .into(),
+            ));
+        }
         for (label, _) in &overrides.checkpoints {
             if !f.models.iter().any(|m| &label_of(m) == label) {
                 return Err(self.bad(format!(
