@@ -409,3 +409,61 @@ fn the_binary_reports_errors_with_a_non_zero_exit_code() {
         "{stderr}"
     );
 }
+
+#[test]
+fn normalize_replaces_the_models_normalisation_and_is_part_of_the_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            "resnet20",
+            "--limit",
+            "100",
+            "--out-dir",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        cli(&args).unwrap();
+    };
+    run(&[]);
+    // The architecture's own statistics are the default: the same cell.
+    run(&["--normalize", "0.485,0.456,0.406,0.229,0.224,0.225"]);
+    run(&["--normalize", "none"]);
+    let records = cell_records(tmp.path());
+    assert_eq!(records.len(), 2, "default and none");
+    let accuracy = |r: &Value| {
+        r["result"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "accuracy")
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    let none = records
+        .iter()
+        .find(|r| !r["model"]["normalization"].is_null())
+        .unwrap();
+    let default = records
+        .iter()
+        .find(|r| r["model"]["normalization"].is_null())
+        .unwrap();
+    assert_eq!(
+        none["model"]["normalization"]["std"],
+        serde_json::json!([1.0, 1.0, 1.0])
+    );
+    // ResNet-20 was trained with ImageNet statistics: without them it is far worse.
+    assert!(accuracy(default) > 0.85, "{}", accuracy(default));
+    assert!(
+        accuracy(none) < accuracy(default) - 0.2,
+        "{}",
+        accuracy(none)
+    );
+    let e = cli(&["eval", "--normalize", "0.5,0", "--out-dir", out])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("std positive"), "{e}");
+}

@@ -622,43 +622,11 @@ fn a_torn_journal_tail_is_cut_off_and_recomputed() {
 
 const SAFETENSORS: &str = "tests/fixtures/zoo/wrn-16-1.safetensors";
 
-/// The fixture's tensors (name, shape, f32 values), in name order.
 fn safetensors_fixture() -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(common::repo(SAFETENSORS)).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, view.shape().to_vec(), values)
-        })
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    tensors
+    common::read_safetensors(&common::repo(SAFETENSORS))
 }
 
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), data)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .unwrap();
-            (name.clone(), view)
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
-}
+use common::write_safetensors;
 
 fn eval_error(file: &Path, model: &str, dir: &Path) -> String {
     error_of(&[

@@ -332,4 +332,59 @@ fn a_normalising_wrappers_mean_and_std_become_the_models_normalisation() {
     // The same tensors as the unwrapped checkpoint: one weights digest, another model.
     let (_, plain_digest, _) = load_file(&repo("tests/fixtures/zoo/wrn-16-1.pt"), "wrn-16-1");
     assert_eq!(digest, plain_digest);
+    // A converted copy keeps the normalisation in its model description.
+    let tmp = tempfile::tempdir().unwrap();
+    let native = tmp.path().join("wrapped.bpk");
+    checkpoint::save(&network, &native).unwrap();
+    let (native_logits, _, reloaded) = load_file(&native, "wrn-16-1");
+    assert_eq!(reloaded.spec().normalization_used(), used);
+    assert!(native_logits
+        .iter()
+        .zip(&logits)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn robustbench_checkpoints_with_the_unused_sub_block1_load_as_the_model() {
+    // Carmon 2019 and other RobustBench WideResNets were saved with `sub_block1=True`: a copy
+    // of the first block group that the forward pass never runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tensors = common::read_safetensors(&repo("tests/fixtures/zoo/wrn-16-1.safetensors"));
+    let copies: Vec<_> = tensors
+        .iter()
+        .filter(|(name, _, _)| name.starts_with("block1."))
+        .map(|(name, shape, values)| {
+            let mut values = values.clone();
+            values.iter_mut().for_each(|v| *v *= -3.0);
+            (
+                name.replacen("block1.", "sub_block1.", 1),
+                shape.clone(),
+                values,
+            )
+        })
+        .collect();
+    assert!(!copies.is_empty());
+    tensors.extend(copies);
+    let file = tmp.path().join("sub_block1.safetensors");
+    common::write_safetensors(&file, &tensors);
+    let (logits, digest, _) = load_file(&file, "wrn-16-1");
+    let (plain_logits, plain_digest, _) =
+        load_file(&repo("tests/fixtures/zoo/wrn-16-1.safetensors"), "wrn-16-1");
+    assert_eq!(digest, plain_digest);
+    assert!(logits
+        .iter()
+        .zip(&plain_logits)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    // Other layouts keep every key: the same file is refused as a DeepMind model.
+    let config = ModelConfig {
+        name: Some("dm-wrn-16-1".into()),
+        weights: WeightsSource::Checkpoint(file),
+        ..ModelConfig::default()
+    };
+    let e = config
+        .load::<B>(DatasetKind::Cifar10, &device())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("sub_block1.layer.0.bn1.weight"), "{e}");
 }

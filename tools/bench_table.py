@@ -37,9 +37,8 @@ def model_rows(logs):
         for model in MODELS + others:
             if model in rates["ours"] and model in rates["pytorch"]:
                 ours, theirs = aggregate(rates["ours"][model]), aggregate(rates["pytorch"][model])
-                digits = 1 if theirs >= 10 else 3
-                print(f"| {label} | {model} | {ours:.{digits}f} | {theirs:.{digits}f} "
-                      f"| {ours / theirs:.2f} |")
+                shown = [f"{v:.1f}" if v >= 10 else f"{v:.3f}" for v in (ours, theirs)]
+                print(f"| {label} | {model} | {shown[0]} | {shown[1]} | {ours / theirs:.2f} |")
 
 
 def timings(path):

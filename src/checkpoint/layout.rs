@@ -152,6 +152,13 @@ impl Layout {
         Some(key)
     }
 
+    /// Keys of modules the original code defines but never runs: RobustBench's WideResNet
+    /// built with `sub_block1=True` (Carmon 2019 and other checkpoints) holds a copy of the first
+    /// block group that its forward pass skips, and loads it only to satisfy strict loading.
+    pub fn is_unused(&self, key: &str) -> bool {
+        *self == Layout::RobustbenchWrn && key.starts_with("sub_block1.")
+    }
+
     fn stem_name(&self, module: &str) -> String {
         match (self, module) {
             (Layout::Official, "conv") => "layer0.0".into(),

@@ -350,7 +350,7 @@ pub fn import_tensors<B: ConvBackend>(
 fn import_state_dict<B: ConvBackend>(
     network: &mut Network<B>,
     path: &Path,
-    tensors: HashMap<String, TensorSnapshot>,
+    mut tensors: HashMap<String, TensorSnapshot>,
 ) -> Result<()> {
     let spec = network.spec().clone();
     let layouts = Layout::candidates(&spec);
@@ -365,6 +365,7 @@ fn import_state_dict<B: ConvBackend>(
                 .count()
         })
         .expect("at least one layout");
+    tensors.retain(|key, _| !best.is_unused(key));
     apply_checked(
         network,
         path,

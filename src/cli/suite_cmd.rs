@@ -14,7 +14,7 @@ use crate::suite::{Extension, Overrides, Suite, PRESETS};
 #[derive(Subcommand, Debug)]
 pub enum SuiteCommand {
     /// Run a suite (a preset or a TOML file); finished cells in --out-dir are reused.
-    Run(SuiteRunArgs),
+    Run(Box<SuiteRunArgs>),
     /// List the presets.
     List,
     /// Join the output directories of `suite run --shard` into one results directory.

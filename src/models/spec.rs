@@ -206,6 +206,27 @@ impl Arch {
         }
     }
 
+    /// The architecture as papers and RobustBench's leaderboards name it.
+    pub fn published_name(&self) -> String {
+        match *self {
+            Self::WideResnet { depth, widen } => format!("WideResNet-{depth}-{widen}"),
+            Self::DmWideResnet { depth, widen } => {
+                format!("WideResNet-{depth}-{widen} (DeepMind, Swish)")
+            }
+            Self::PreactResnet { depth } => format!("PreActResNet-{depth}"),
+            Self::BottleneckResnet {
+                depth,
+                group_width: 64,
+            } => format!("ResNet-{depth}"),
+            Self::BottleneckResnet { depth, group_width } => {
+                format!("WideResNet-{depth}-{}", group_width / 64)
+            }
+            Self::Resnet { depth } | Self::CifarResnet { depth } => format!("ResNet-{depth}"),
+            Self::Sdnet { depth } => format!("SDNet-{depth}"),
+            Self::SdnetAll { depth, .. } => format!("SDNet-{depth}-all"),
+        }
+    }
+
     /// Blocks per stage.
     pub fn blocks(&self) -> Vec<usize> {
         match *self {

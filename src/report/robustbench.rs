@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::evaluate::results::StoredCell;
+use crate::models::Arch;
 use crate::report::{prepare_output_dir, write_atomic};
 
 /// The cells of one model (label and weights).
@@ -183,23 +184,9 @@ fn percent(fraction: f64) -> String {
     format!("{:.2}", 100.0 * fraction)
 }
 
-/// RobustBench's way of naming our architectures.
+/// RobustBench's way of naming an architecture ("WideResNet-28-10").
 fn architecture(name: &str) -> String {
-    let wide = |rest: &str| format!("WideResNet-{rest}");
-    if let Some(rest) = name.strip_prefix("dm-wrn-") {
-        return format!("{} (DeepMind, Swish)", wide(rest));
-    }
-    if let Some(rest) = name.strip_prefix("wrn-") {
-        return wide(rest);
-    }
-    match name {
-        "preact-resnet18" => "PreActResNet-18".into(),
-        "wide-resnet50-2" => "WideResNet-50-2".into(),
-        other => match other.strip_prefix("resnet") {
-            Some(depth) => format!("ResNet-{depth}"),
-            None => other.to_string(),
-        },
-    }
+    Arch::from_name(name).map_or_else(|_| name.to_string(), |arch| arch.published_name())
 }
 
 /// A label as a file name: path separators and control characters replaced.
