@@ -120,6 +120,21 @@ fn expected_logits(case: &Value) -> Vec<f64> {
         .collect()
 }
 
+fn bitwise_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The reference logits of a fixture checkpoint file.
+fn file_fixture(all: &Value, file: &str) -> Value {
+    all["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == file)
+        .unwrap_or_else(|| panic!("no fixture for {file}"))
+        .clone()
+}
+
 /// Logits within 1e-4 of the largest |logit| of the reference.
 fn assert_close(what: &str, ours: &[f32], reference: &[f64]) {
     assert_eq!(ours.len(), reference.len(), "{what}: logit count");
@@ -236,13 +251,8 @@ fn pt_safetensors_and_burnpack_give_bitwise_the_same_model() {
         ("dm-wrn-10-1", ["dm-wrn-10-1.pt", "dm-wrn-10-1.safetensors"]),
     ] {
         let (pt_logits, pt_digest, network) = load_file(&dir.join(files[0]), model);
-        let reference = all["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["file"] == files[0])
-            .unwrap();
-        assert_close(files[0], &pt_logits, &expected_logits(reference));
+        let reference = file_fixture(&all, files[0]);
+        assert_close(files[0], &pt_logits, &expected_logits(&reference));
 
         let (st_logits, st_digest, _) = load_file(&dir.join(files[1]), model);
         let native = tmp.path().join(format!("{model}.bpk"));
@@ -253,11 +263,10 @@ fn pt_safetensors_and_burnpack_give_bitwise_the_same_model() {
             ("burnpack", &bpk_logits, &bpk_digest),
         ] {
             assert_eq!(digest, &pt_digest, "{model}: {format} weights digest");
-            let same = logits
-                .iter()
-                .zip(&pt_logits)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{model}: {format} logits differ from the .pt file's");
+            assert!(
+                bitwise_equal(logits, &pt_logits),
+                "{model}: {format} logits differ from the .pt file's"
+            );
         }
     }
 }
@@ -294,24 +303,16 @@ fn sdnet_safetensors_gives_the_model_of_its_pth() {
             .forward(images("cifar10", 4).images(&device())),
     );
     assert_eq!(loaded.identity, pth_digest);
-    assert!(logits
-        .iter()
-        .zip(&pth_logits)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(bitwise_equal(&logits, &pth_logits));
 }
 
 #[test]
 fn a_normalising_wrappers_mean_and_std_become_the_models_normalisation() {
     let all = fixtures();
-    let reference = all["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == "wrn-16-1-wrapped.pt")
-        .unwrap();
+    let reference = file_fixture(&all, "wrn-16-1-wrapped.pt");
     let (logits, digest, network) =
         load_file(&repo("tests/fixtures/zoo/wrn-16-1-wrapped.pt"), "wrn-16-1");
-    assert_close("wrapped", &logits, &expected_logits(reference));
+    assert_close("wrapped", &logits, &expected_logits(&reference));
     let used = network.spec().normalization_used();
     let expected: Vec<f64> = reference["normalization"]
         .as_array()
@@ -338,10 +339,7 @@ fn a_normalising_wrappers_mean_and_std_become_the_models_normalisation() {
     checkpoint::save(&network, &native).unwrap();
     let (native_logits, _, reloaded) = load_file(&native, "wrn-16-1");
     assert_eq!(reloaded.spec().normalization_used(), used);
-    assert!(native_logits
-        .iter()
-        .zip(&logits)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(bitwise_equal(&native_logits, &logits));
 }
 
 #[test]
@@ -371,10 +369,7 @@ fn robustbench_checkpoints_with_the_unused_sub_block1_load_as_the_model() {
     let (plain_logits, plain_digest, _) =
         load_file(&repo("tests/fixtures/zoo/wrn-16-1.safetensors"), "wrn-16-1");
     assert_eq!(digest, plain_digest);
-    assert!(logits
-        .iter()
-        .zip(&plain_logits)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(bitwise_equal(&logits, &plain_logits));
     // Other layouts keep every key: the same file is refused as a DeepMind model.
     let config = ModelConfig {
         name: Some("dm-wrn-16-1".into()),

@@ -693,6 +693,60 @@ mod tests {
             .to_string()
     }
 
+    fn snapshot(values: Vec<f32>) -> TensorSnapshot {
+        let n = values.len();
+        TensorSnapshot::from_data(
+            TensorData::new(values, [n]),
+            vec!["t".into()],
+            Vec::new(),
+            ParamId::new(),
+        )
+    }
+
+    fn unwrapped(keys: &[&str]) -> Vec<String> {
+        let raw = keys
+            .iter()
+            .map(|k| (k.to_string(), snapshot(vec![1.0])))
+            .collect();
+        let mut keys: Vec<String> = state_dict(raw, Path::new("f.pt"))
+            .unwrap()
+            .into_keys()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn training_checkpoints_and_wrappers_are_unwrapped_to_the_state_dict() {
+        let expected = vec!["bn1.running_var".to_string(), "conv1.weight".into()];
+        for container in CONTAINERS {
+            let keys = [
+                format!("{container}.module.conv1.weight"),
+                format!("{container}.module.bn1.running_var"),
+                format!("{container}.module.bn1.num_batches_tracked"),
+                "optimizer.state.0.momentum_buffer".into(),
+                "ema.conv1.weight".into(),
+            ];
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            assert_eq!(unwrapped(&keys), expected, "{container}");
+        }
+        // A normalising wrapper: its buffers stay beside the network's unwrapped keys.
+        assert_eq!(
+            unwrapped(&["module.mu", "module.sigma", "module.model.conv1.weight"]),
+            vec!["conv1.weight", "mu", "sigma"]
+        );
+        assert_eq!(
+            unwrapped(&["model.conv1.weight", "model.bn1.running_var"]),
+            expected
+        );
+        // A file of nothing but normalisation holds no weights.
+        let raw = [("mu", 1.0), ("sigma", 1.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), snapshot(vec![v; 3])))
+            .collect();
+        assert!(state_dict(raw, Path::new("f.pt")).is_err());
+    }
+
     #[test]
     fn a_nan_weight_is_refused_with_the_tensor_named() {
         let dir = tempfile::tempdir().unwrap();
