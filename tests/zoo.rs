@@ -225,11 +225,20 @@ fn parameter_counts_are_those_of_the_original_definitions() {
     }
 }
 
-/// Loads a fixture checkpoint through the command-line path: (logits, weights digest).
+/// Loads a fixture checkpoint through the command-line path: (logits, weights digest, network).
 fn load_file(path: &Path, model: &str) -> (Vec<f32>, String, Network<B>) {
+    load_file_at_width(path, model, None)
+}
+
+fn load_file_at_width(
+    path: &Path,
+    model: &str,
+    width: Option<f64>,
+) -> (Vec<f32>, String, Network<B>) {
     let config = ModelConfig {
         name: Some(model.into()),
         weights: WeightsSource::Checkpoint(path.to_path_buf()),
+        width,
         ..ModelConfig::default()
     };
     let loaded = config.load::<B>(DatasetKind::Cifar10, &device()).unwrap();
@@ -273,36 +282,10 @@ fn pt_safetensors_and_burnpack_give_bitwise_the_same_model() {
 
 #[test]
 fn sdnet_safetensors_gives_the_model_of_its_pth() {
-    let (pth_logits, pth_digest, _) = {
-        let spec = ModelSpec::new("sdnet18", Domain::Cifar, 10)
-            .unwrap()
-            .with_width(0.125)
-            .unwrap();
-        let mut network = Network::<B>::for_loading(&spec, &device());
-        checkpoint::load_weights(
-            &mut network,
-            &repo("tests/fixtures/parity/sdnet18_w0125_cifar.pth"),
-        )
-        .unwrap();
-        let logits = to_vec(network.forward(images("cifar10", 4).images(&device())));
-        let digest = robust_eval::models::load::weights_digest(&network);
-        (logits, digest, network)
-    };
-    let config = ModelConfig {
-        name: Some("sdnet18".into()),
-        width: Some(0.125),
-        weights: WeightsSource::Checkpoint(repo(
-            "tests/fixtures/zoo/sdnet18_w0125_cifar.safetensors",
-        )),
-        ..ModelConfig::default()
-    };
-    let loaded = config.load::<B>(DatasetKind::Cifar10, &device()).unwrap();
-    let logits = to_vec(
-        loaded
-            .network
-            .forward(images("cifar10", 4).images(&device())),
-    );
-    assert_eq!(loaded.identity, pth_digest);
+    let load = |file: &str| load_file_at_width(&repo(file), "sdnet18", Some(0.125));
+    let (pth_logits, pth_digest, _) = load("tests/fixtures/parity/sdnet18_w0125_cifar.pth");
+    let (logits, digest, _) = load("tests/fixtures/zoo/sdnet18_w0125_cifar.safetensors");
+    assert_eq!(digest, pth_digest);
     assert!(bitwise_equal(&logits, &pth_logits));
 }
 
