@@ -239,6 +239,14 @@ impl<B: ConvBackend> CscLayer<B> {
         vectors
     }
 
+    /// The step sizes computed so far for a frozen dictionary, by code size.
+    pub fn cached_step_sizes(&self) -> Vec<([usize; 2], f64)> {
+        let state = self.cache.0.lock().expect("step cache poisoned");
+        let mut steps: Vec<_> = state.steps.iter().map(|(k, v)| (*k, *v)).collect();
+        steps.sort_by_key(|(k, _)| *k);
+        steps
+    }
+
     pub fn set_warm_vectors(&mut self, vectors: Vec<([usize; 2], Vec<f32>)>) {
         let mut state = self.cache.0.lock().expect("step cache poisoned");
         state.warm_vectors = vectors.into_iter().collect();

@@ -21,26 +21,28 @@ fn check(case: &str, model: &str, domain: Domain, classes: usize, width: f64) {
     let images: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
     let images = Tensor::<B, 4>::from_data(TensorData::new(images, shape), &device());
 
+    let logits = to_vec(network.forward(images));
+    // Every CSC layer computed its step 0.9/L for the input size it saw in that forward pass.
+    // Both power iterations stop short where the two largest eigenvalues of AᵀA are within
+    // 0.05 % (layer 12 of sdnet18-all, layer 6 without shortcuts: ours 5e-4 from PyTorch's, which
+    // is 6e-5 from the dense eigendecomposition); everywhere else they agree within 1e-4.
     let (_, expected_steps) = read_npy(&dir.join(format!("{case}.steps.npy")));
-    let mut sizes = vec![[shape[2], shape[3]]];
     let layers = network.csc_layers_mut();
     assert_eq!(
         layers.len(),
         expected_steps.len(),
         "{case}: CSC layer count"
     );
-    if !layers.is_empty() {
-        // Step sizes for the stem only (deeper layers see other input sizes).
-        let step = layers[0].step_size_for(sizes.pop().unwrap());
-        let rel = (step - expected_steps[0]).abs() / expected_steps[0];
+    for (i, (layer, expected)) in layers.iter().zip(&expected_steps).enumerate() {
+        let steps = layer.cached_step_sizes();
+        assert_eq!(steps.len(), 1, "{case}: layer {i} saw one input size");
+        let (size, step) = steps[0];
+        let rel = (step - expected).abs() / expected;
         assert!(
-            rel < 1e-4,
-            "{case}: stem step {step} vs PyTorch {}",
-            expected_steps[0]
+            rel < 1e-3,
+            "{case}: layer {i} (code {size:?}) step {step} vs PyTorch {expected}"
         );
     }
-
-    let logits = to_vec(network.forward(images));
     let (_, expected) = read_npy(&dir.join(format!("{case}.logits.npy")));
     assert_eq!(logits.len(), expected.len());
     let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
