@@ -22,40 +22,66 @@ fn error_of(args: &[&str]) -> String {
     cli(args).expect_err("the command should fail").to_string()
 }
 
+/// The per-image predictions of the original pytorch_resnet_cifar10 code on the bundled images
+/// (tools/reference_cifar_accuracy.py: its resnet.py and trainer.py preprocessing, PyTorch CPU).
+fn akamaster_reference(model: &str) -> (f64, Vec<usize>) {
+    let text = fs::read_to_string(repo("tests/fixtures/akamaster_reference.json")).unwrap();
+    let record: Value = serde_json::from_str(&text).unwrap();
+    let entry = &record["models"][model];
+    let predictions = entry["predictions"]
+        .as_str()
+        .unwrap()
+        .bytes()
+        .map(|b| (b - b'0') as usize)
+        .collect();
+    (entry["accuracy"].as_f64().unwrap(), predictions)
+}
+
+/// The `prediction` column of a cell's rows in samples.csv, by image index.
+fn predictions_of(dir: &std::path::Path, model: &str) -> Vec<usize> {
+    let records = cell_records(dir);
+    let key = records
+        .iter()
+        .find(|r| r["model"]["name"] == model)
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut rows: Vec<(usize, usize)> = csv_rows(&dir.join("samples.csv"))
+        .iter()
+        .filter(|r| r["cell"] == key)
+        .map(|r| (r["index"].parse().unwrap(), r["prediction"].parse().unwrap()))
+        .collect();
+    rows.sort();
+    rows.into_iter().map(|(_, p)| p).collect()
+}
+
 #[test]
-fn resnet20_and_resnet32_reach_the_pytorch_accuracy_on_the_bundled_images() {
+fn resnet20_and_resnet32_predict_as_the_original_code_on_every_bundled_image() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    let r20 = repo("models/cifar10-resnet-akamaster/resnet20-12fca82f.th");
-    let outcome = eval(&[
-        "--model",
-        "resnet20",
-        "--checkpoint",
-        r20.to_str().unwrap(),
-        "--out-dir",
-        dir,
-    ]);
-    assert_eq!(outcome.accuracy.n, 1000);
-    assert_eq!(
-        (outcome.accuracy.top1 * 1000.0).round(),
-        915.0,
-        "PyTorch reference: 91.5 %"
-    );
-
-    let r32 = repo("models/cifar10-resnet-akamaster/resnet32-d509ac18.th");
-    let outcome = eval(&[
-        "--model",
-        "resnet32",
-        "--checkpoint",
-        r32.to_str().unwrap(),
-        "--out-dir",
-        dir,
-    ]);
-    assert_eq!(
-        (outcome.accuracy.top1 * 1000.0).round(),
-        928.0,
-        "PyTorch reference: 92.8 %"
-    );
+    for (model, file, percent) in [
+        ("resnet20", "resnet20-12fca82f.th", 91.5),
+        ("resnet32", "resnet32-d509ac18.th", 92.8),
+    ] {
+        let checkpoint = repo(&format!("models/cifar10-resnet-akamaster/{file}"));
+        let outcome = eval(&[
+            "--model",
+            model,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--out-dir",
+            dir,
+        ]);
+        let (accuracy, expected) = akamaster_reference(model);
+        assert_eq!(outcome.accuracy.n, 1000);
+        assert_eq!(expected.len(), 1000);
+        assert_eq!(outcome.accuracy.top1, accuracy, "{model}");
+        assert!((100.0 * accuracy - percent).abs() < 1e-9, "README: {percent} %");
+        let ours = predictions_of(out.path(), model);
+        let differing: Vec<usize> = (0..1000).filter(|&i| ours[i] != expected[i]).collect();
+        assert!(differing.is_empty(), "{model}: images {differing:?} differ");
+    }
 
     // results.jsonl records the settings and the result of both cells.
     let records = cell_records(out.path());
@@ -65,21 +91,21 @@ fn resnet20_and_resnet32_reach_the_pytorch_accuracy_on_the_bundled_images() {
         .find(|r| r["model"]["name"] == "resnet32")
         .unwrap();
     assert_eq!(json["result"]["n"], 1000);
-    assert_eq!(json["model"]["name"], "resnet32");
     assert!(json["run"]["versions"]["burn"].is_string());
 }
 
 #[test]
 fn default_run_uses_the_bundled_model_and_data() {
     let out = tempfile::tempdir().unwrap();
-    let outcome = eval(&["--limit", "200", "--out-dir", out.path().to_str().unwrap()]);
-    assert_eq!(outcome.accuracy.n, 200);
-    assert!(
-        outcome.accuracy.top1 > 0.70,
-        "the bundled SDNet-18 scores 76.2 % on all 1000"
+    let outcome = eval(&["--out-dir", out.path().to_str().unwrap()]);
+    assert_eq!(outcome.accuracy.n, 1000);
+    assert_eq!(
+        (outcome.accuracy.top1 * 1000.0).round(),
+        762.0,
+        "README: the bundled SDNet-18 scores 76.20 %"
     );
     let rows = fs::read_to_string(out.path().join("samples.csv")).unwrap();
-    assert_eq!(rows.lines().count(), 201, "header + one row per image");
+    assert_eq!(rows.lines().count(), 1001, "header + one row per image");
 }
 
 #[test]
