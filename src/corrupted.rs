@@ -168,6 +168,18 @@ fn read_npy_u8(path: &Path) -> Result<(Vec<u64>, Vec<u8>)> {
             format!("{} values for shape {shape:?}", data.len()),
         ));
     }
+    // npyz reads the values the shape asks for and ignores what follows; a header length
+    // that was damaged (or bytes appended) would shift the data silently.
+    let start = npy_data_offset(&bytes).map_err(|e| Error::file(path, e))?;
+    if (bytes.len() - start) as u64 != expected {
+        return Err(Error::file(
+            path,
+            format!(
+                "{} data bytes after the header, the shape {shape:?} needs {expected}",
+                bytes.len() - start
+            ),
+        ));
+    }
     Ok((
         shape.clone(),
         if fortran {
@@ -176,6 +188,30 @@ fn read_npy_u8(path: &Path) -> Result<(Vec<u64>, Vec<u8>)> {
             data
         },
     ))
+}
+
+/// Where the data of a `.npy` file starts: after the magic string, the version, the header length
+/// (2 bytes in version 1, 4 in versions 2 and 3) and the header, which ends in a newline.
+fn npy_data_offset(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let length_bytes = match bytes.get(6) {
+        Some(1) => 2,
+        Some(2 | 3) => 4,
+        other => return Err(format!("unknown .npy version {other:?}")),
+    };
+    let field = bytes
+        .get(8..8 + length_bytes)
+        .ok_or("the header length is cut off")?;
+    let header_len = field
+        .iter()
+        .rev()
+        .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+    let start = 8 + length_bytes + header_len;
+    match bytes.get(start.wrapping_sub(1)) {
+        Some(b'\n') if start <= bytes.len() => Ok(start),
+        _ => Err(format!(
+            "the header ({header_len} bytes by its length field) does not end in a newline"
+        )),
+    }
 }
 
 /// Reorders an array stored first-index-fastest (Fortran) into last-index-fastest (C).

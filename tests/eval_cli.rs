@@ -50,7 +50,12 @@ fn predictions_of(dir: &std::path::Path, model: &str) -> Vec<usize> {
     let mut rows: Vec<(usize, usize)> = csv_rows(&dir.join("samples.csv"))
         .iter()
         .filter(|r| r["cell"] == key)
-        .map(|r| (r["index"].parse().unwrap(), r["prediction"].parse().unwrap()))
+        .map(|r| {
+            (
+                r["index"].parse().unwrap(),
+                r["prediction"].parse().unwrap(),
+            )
+        })
         .collect();
     rows.sort();
     rows.into_iter().map(|(_, p)| p).collect()
@@ -77,7 +82,10 @@ fn resnet20_and_resnet32_predict_as_the_original_code_on_every_bundled_image() {
         assert_eq!(outcome.accuracy.n, 1000);
         assert_eq!(expected.len(), 1000);
         assert_eq!(outcome.accuracy.top1, accuracy, "{model}");
-        assert!((100.0 * accuracy - percent).abs() < 1e-9, "README: {percent} %");
+        assert!(
+            (100.0 * accuracy - percent).abs() < 1e-9,
+            "README: {percent} %"
+        );
         let ours = predictions_of(out.path(), model);
         let differing: Vec<usize> = (0..1000).filter(|&i| ours[i] != expected[i]).collect();
         assert!(differing.is_empty(), "{model}: images {differing:?} differ");

@@ -319,15 +319,33 @@ fn a_damaged_native_checkpoint_never_loads_as_other_weights() {
 fn mutated_journal_rows_baselines_and_npy_files_never_panic() {
     use robust_eval::evaluate::sample::SampleRow;
     use robust_eval::suite::baseline::Baseline;
-    let row = "17,3,3,1,1,,,,,,,,,0.0125";
-    let attack_row = "18,5,2,0,,5,,1,0.00784,0.51,2.25,1,0,0.031";
+    let row = "17,3,3,1,1,,,,,,,,,0.3,,,,0.0125";
+    let attack_row = "18,5,2,0,,5,,1,0.00784,0.51,2.25,1,0,,apgd-t,120,,0.031";
     for text in [row, attack_row] {
+        let fields: Vec<&str> = text.split(',').collect();
+        assert!(SampleRow::parse(&fields).is_ok(), "{text}");
         for (position, value) in mutations(2, text.len(), 3000) {
             let mut bytes = text.as_bytes().to_vec();
             bytes[position] = value;
             let mutated = String::from_utf8_lossy(&bytes);
             let fields: Vec<&str> = mutated.split(',').collect();
-            let _ = SampleRow::parse(&fields);
+            // Refused, or read exactly: every field written back reads as the same value.
+            if let Ok(parsed) = SampleRow::parse(&fields) {
+                let mut written = parsed.fields();
+                written.push(fields.last().unwrap().to_string());
+                let written: Vec<&str> = written.iter().map(String::as_str).collect();
+                let reread = SampleRow::parse(&written).expect("a written row reads back");
+                assert_eq!(reread, parsed, "{mutated}");
+                for (field, (was, now)) in fields.iter().zip(&written).enumerate() {
+                    if was != now {
+                        let (a, b) = (was.parse::<f64>(), now.parse::<f64>());
+                        assert!(
+                            matches!((a, b), (Ok(a), Ok(b)) if a as f32 == b as f32),
+                            "field {field} of '{mutated}' read as '{now}'"
+                        );
+                    }
+                }
+            }
         }
     }
     let baseline = "# robust-eval regression baseline, format 1\n# suite: ci\n\
@@ -367,12 +385,34 @@ fn mutated_journal_rows_baselines_and_npy_files_never_panic() {
     })
     .unwrap();
     let corruption: corruptions::Corruption = "fog".parse().unwrap();
+    let mut read = 0;
     for (position, value) in mutations(4, data_start, 2000) {
         let mut bytes = npy.clone();
         bytes[position] = value;
         std::fs::write(tmp.path().join("fog.npy"), &bytes).unwrap();
-        let _ = robust_eval::corrupted::premade_cifar(tmp.path(), corruption, 1, 10, None);
+        // Refused, or read exactly: one image per severity, every pixel 7, label 1.
+        if let Ok(set) = robust_eval::corrupted::premade_cifar(tmp.path(), corruption, 1, 10, None)
+        {
+            use robust_eval::data::Dataset;
+            assert_eq!(set.len(), 1, "mutation at {position} to {value}");
+            assert_eq!(set.label(0), 1);
+            assert!(
+                set.load_u8(&[0]).unwrap().iter().all(|&p| p == 7),
+                "mutation at {position} to {value}: {:?}",
+                String::from_utf8_lossy(&bytes[..data_start])
+            );
+            read += 1;
+        }
     }
+    assert!(read > 0, "some header mutations are harmless (padding)");
+    let mut appended = npy.clone();
+    appended.push(7);
+    std::fs::write(tmp.path().join("fog.npy"), &appended).unwrap();
+    let message = match robust_eval::corrupted::premade_cifar(tmp.path(), corruption, 1, 10, None) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a byte after the data was read"),
+    };
+    assert!(message.contains("15361 data bytes"), "{message}");
     for cut in (0..npy.len()).step_by(997) {
         std::fs::write(tmp.path().join("fog.npy"), &npy[..cut]).unwrap();
         assert!(
