@@ -205,7 +205,120 @@ fn imagenet_sets_export_as_jpeg_folders_and_score_mce() {
         tmp.path().join("o").to_str().unwrap(),
     ])
     .unwrap();
-    assert!(report.mce.unwrap() > 0.0 && report.relative_mce.is_some());
+    // The mCE from the per-cell errors by the definition, with AlexNet's table of the fixture.
+    let reference = mce_fixture();
+    let alexnet = reference["alexnet_errors"].as_array().unwrap();
+    let names = reference["corruptions"].as_array().unwrap();
+    let mut ce_sum = 0.0;
+    for (c, name) in names.iter().enumerate() {
+        let (mut ours, mut theirs) = (0.0, 0.0);
+        for s in 1..=5u8 {
+            let cell = report
+                .cells
+                .iter()
+                .find(|x| x.corruption == name.as_str().unwrap() && x.severity == s)
+                .unwrap();
+            ours += 1.0 - cell.accuracy;
+            theirs += alexnet[c][s as usize - 1].as_f64().unwrap();
+        }
+        ce_sum += ours / theirs;
+    }
+    let expected = 100.0 * ce_sum / 15.0;
+    let mce = report.mce.unwrap();
+    assert!((mce - expected).abs() < 1e-9, "mCE {mce} vs {expected}");
+    assert!(report.relative_mce.is_some());
+}
+
+fn mce_fixture() -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(repo("tests/fixtures/mce.json")).unwrap()).unwrap()
+}
+
+/// Per-(corruption, severity) cells of the made-up model of tests/fixtures/mce.json.
+fn fixture_cells(
+    reference: &serde_json::Value,
+) -> Vec<robust_eval::evaluate::aggregate::CorruptionCell> {
+    let errors = reference["errors"].as_array().unwrap();
+    let mut cells = Vec::new();
+    for (c, name) in reference["corruptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        for s in 1..=5u8 {
+            cells.push(robust_eval::evaluate::aggregate::CorruptionCell {
+                corruption: name.as_str().unwrap().to_string(),
+                severity: s,
+                n: 50_000,
+                accuracy: 1.0 - errors[c][s as usize - 1].as_f64().unwrap(),
+            });
+        }
+    }
+    cells
+}
+
+#[test]
+fn mce_matches_an_independent_computation() {
+    // tools/make_mce_fixture.py: numpy, the paper's definitions, AlexNet's published errors.
+    use corruptions::metrics::corruption_error;
+    use robust_eval::data::DatasetKind;
+    use robust_eval::evaluate::aggregate::corruption_report;
+    let reference = mce_fixture();
+    let close = |a: f64, b: &serde_json::Value, what: &str| {
+        let b = b.as_f64().unwrap();
+        assert!(
+            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+            "{what}: {a} vs {b}"
+        );
+    };
+    let clean = 1.0 - reference["clean_error"].as_f64().unwrap();
+    let report = corruption_report(
+        Some(clean),
+        fixture_cells(&reference),
+        &[1, 2, 3, 4, 5],
+        DatasetKind::Imagenet,
+        corruptions::Preset::Imagenet,
+        0.0,
+    );
+    close(report.mce.unwrap(), &reference["mce"], "mCE");
+    close(
+        report.relative_mce.unwrap(),
+        &reference["relative_mce"],
+        "relative mCE",
+    );
+    // Per corruption, also over a subset of the severities.
+    let errors = reference["errors"].as_array().unwrap();
+    for (c, name) in reference["corruptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let corruption: corruptions::Corruption = name.as_str().unwrap().parse().unwrap();
+        let e = |s: u8| (s, errors[c][s as usize - 1].as_f64().unwrap());
+        let all: Vec<(u8, f64)> = (1..=5).map(e).collect();
+        close(
+            corruption_error(corruption, &all),
+            &reference["ce"][c],
+            name.as_str().unwrap(),
+        );
+        let odd: Vec<(u8, f64)> = [1, 3, 5].into_iter().map(e).collect();
+        close(
+            corruption_error(corruption, &odd),
+            &reference["ce_severities_1_3_5"][c],
+            name.as_str().unwrap(),
+        );
+    }
+    // CIFAR has no AlexNet reference: no mCE, never a made-up one.
+    let cifar = corruption_report(
+        Some(clean),
+        fixture_cells(&reference),
+        &[1, 2, 3, 4, 5],
+        DatasetKind::Cifar10,
+        corruptions::Preset::Cifar,
+        0.0,
+    );
+    assert!(cifar.mce.is_none() && cifar.relative_mce.is_none());
 }
 
 #[test]
