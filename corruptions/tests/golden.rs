@@ -83,7 +83,22 @@ fn run_case(case: &Value, image: &RgbImage, preset: Preset) -> (RgbImage, u64) {
     (out, draws.position())
 }
 
+/// The corruptions whose outputs differ from the reference by rounding, per preset:
+/// elastic_transform's interpolation, and on ImageNet one value of defocus_blur (OpenCV's
+/// filter2D sums its 224 × 224 disk convolution in another order). Every other corruption must
+/// give the reference's bytes exactly.
+fn inexact(preset: &str) -> &'static [&'static str] {
+    match preset {
+        "cifar" => &["elastic_transform"],
+        _ => &["defocus_blur", "elastic_transform"],
+    }
+}
+
+/// Every corruption byte-identical to the reference except the inexact ones, which stay within
+/// the bound: ±1 grey level on at least 99 % of values, at most 3 anywhere. Each consumes the
+/// reference's draws.
 fn check(report: &BTreeMap<String, Agreement>, preset: &str) {
+    assert_eq!(report.len(), 19, "{preset}: all 19 corruptions");
     let mut failures = Vec::new();
     for (name, a) in report {
         eprintln!(
@@ -93,8 +108,12 @@ fn check(report: &BTreeMap<String, Agreement>, preset: &str) {
             a.psnr(),
             a.draw_mismatches
         );
-        // The bar: ±1 grey level on at least 99 % of values, and the same draws consumed.
-        if a.fraction() < 0.99 || a.max_diff > 3 || a.draw_mismatches > 0 {
+        let within = if inexact(preset).contains(&name.as_str()) {
+            a.fraction() >= 0.99 && a.max_diff <= 3
+        } else {
+            a.max_diff == 0
+        };
+        if !within || a.draw_mismatches > 0 {
             failures.push(name.clone());
         }
     }
@@ -124,37 +143,35 @@ fn cifar_preset_matches_make_cifar_c() {
 
 #[test]
 fn imagenet_preset_matches_make_imagenet_c() {
+    use sha2::{Digest, Sha256};
     let png = image_crate_decode(&fixture("imagenet_input.png"));
-    let (pshape, positions) = {
-        let bytes = std::fs::read(fixture("imagenet_positions.npy")).unwrap();
-        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-        let shape = npy.shape().to_vec();
-        (shape, npy.into_vec::<i64>().unwrap())
-    };
-    let k = pshape[0] as usize;
-    let (_, samples) = npy_u8("imagenet_samples.npy");
+    // All pixels: the reference's SHA-256 for the exact corruptions, its whole output for the rest.
+    let (shape, stored) = npy_u8("imagenet_inexact_outputs.npy");
+    let size = 224 * 224 * 3;
+    let mut next_inexact = 0;
     let mut report: BTreeMap<String, Agreement> = BTreeMap::new();
-    for (i, case) in cases("imagenet").iter().enumerate() {
-        let (ours, used) = run_case(case, &png, Preset::Imagenet);
-        let bytes = ours.as_bytes();
-        let picked: Vec<u8> = (0..k)
-            .flat_map(|p| {
-                let (y, x) = (positions[2 * p] as usize, positions[2 * p + 1] as usize);
-                bytes[(y * 224 + x) * 3..(y * 224 + x) * 3 + 3].to_vec()
-            })
-            .collect();
-        let entry = report
-            .entry(case["corruption"].as_str().unwrap().to_string())
-            .or_default();
-        entry.add(&picked, &samples[i * k * 3..(i + 1) * k * 3]);
+    for case in cases("imagenet") {
+        let (ours, used) = run_case(&case, &png, Preset::Imagenet);
+        let name = case["corruption"].as_str().unwrap().to_string();
+        let entry = report.entry(name.clone()).or_default();
+        if inexact("imagenet").contains(&name.as_str()) {
+            let k = next_inexact;
+            next_inexact += 1;
+            entry.add(ours.as_bytes(), &stored[k * size..(k + 1) * size]);
+        } else {
+            let digest = format!("{:x}", Sha256::digest(ours.as_bytes()));
+            let same = digest == case["sha256"].as_str().unwrap();
+            // One value counted per output, at the worst difference a digest can tell (any).
+            entry.values += size;
+            entry.within_one += if same { size } else { 0 };
+            entry.max_diff = entry.max_diff.max(if same { 0 } else { u8::MAX });
+        }
         entry.draw_mismatches += usize::from(used != case["draws"].as_u64().unwrap());
-        let mean = bytes.iter().map(|&v| v as f64).sum::<f64>() / bytes.len() as f64;
-        assert!(
-            (mean - case["mean"].as_f64().unwrap()).abs() < 1.0,
-            "{}: mean {mean}",
-            case["corruption"]
-        );
     }
+    assert_eq!(
+        shape[0] as usize, next_inexact,
+        "one stored output per inexact case"
+    );
     check(&report, "imagenet");
 }
 
