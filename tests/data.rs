@@ -99,6 +99,33 @@ fn imagenet_preprocessing_matches_torchvision_exactly() {
 }
 
 #[test]
+fn imagenet_preprocessing_matches_torchvision_on_shrunk_and_non_square_images() {
+    // tools/make_data_fixtures.py: landscape and portrait images shrunk by Resize(256) (PIL's
+    // antialiased bilinear), a wide strip, an enlarged portrait, a shorter side of exactly 256;
+    // JPEG and PNG.
+    let (shape, expected) = read_npy(&repo("tests/fixtures/imagenet_resize.npy"));
+    assert_eq!(shape, vec![5, 3, 224, 224]);
+    let folder = ImageFolder::imagenet(&repo("tests/fixtures/imagenet_resize")).unwrap();
+    assert_eq!(folder.len(), 5);
+    for i in 0..5 {
+        let ours = folder.load_u8(&[i]).unwrap();
+        let theirs = &expected[i * ours.len()..(i + 1) * ours.len()];
+        let differing = ours
+            .iter()
+            .zip(theirs)
+            .filter(|(a, b)| **a as f64 != **b)
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{}: {differing} of {} values differ from torchvision",
+            folder.path(i).display(),
+            ours.len()
+        );
+    }
+}
+
+#[test]
 fn cifar100_files_and_directories_use_the_fine_label() {
     // 5 real images written as CIFAR-100 records (coarse label, fine label, pixels).
     let tmp = tempfile::tempdir().unwrap();

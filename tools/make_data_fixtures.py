@@ -121,6 +121,34 @@ def main():
         os.makedirs(f"{FIXTURES}/cifar-100-binary", exist_ok=True)
         records.tofile(f"{FIXTURES}/cifar-100-binary/{split}.bin")
 
+    resize_fixture()
+
+
+def resize_fixture():
+    """Images that torchvision's Resize(256) shrinks or stretches unevenly (non-square, larger
+    than 256 on the shorter side, and smaller), made with PIL from a bundled ImageNet image,
+    and torchvision's Resize(256) + CenterCrop(224) of each as decoded by PIL."""
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+    source = Image.open(f"{FIXTURES}/imagenet_sample/n01704323/ILSVRC2012_val_00047970.JPEG")
+    source = source.convert("RGB")
+    root = f"{FIXTURES}/imagenet_resize/n01704323"
+    os.makedirs(root, exist_ok=True)
+    # (width, height, format): landscape and portrait shrunk by up to 2.5x, a wide strip, an
+    # upscaled portrait, and a shorter side of exactly 256 (no resampling).
+    shapes = [(500, 375, "JPEG"), (300, 450, "PNG"), (640, 260, "JPEG"), (180, 240, "PNG"),
+              (256, 300, "PNG")]
+    names = []
+    for i, (w, h, fmt) in enumerate(shapes):
+        name = f"resize_{i}_{w}x{h}.{'JPEG' if fmt == 'JPEG' else 'png'}"
+        source.resize((w, h), Image.LANCZOS).save(f"{root}/{name}", fmt, quality=90)
+        names.append(name)
+    transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])
+    expected = torch.stack([transform(Image.open(f"{root}/{n}").convert("RGB"))
+                            for n in sorted(names)])
+    np.save(f"{FIXTURES}/imagenet_resize.npy", expected.numpy().astype(np.uint8))
+
 
 if __name__ == "__main__":
     main()
