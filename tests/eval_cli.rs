@@ -501,3 +501,42 @@ fn normalize_replaces_the_models_normalisation_and_is_part_of_the_cell() {
         .to_string();
     assert!(e.contains("std positive"), "{e}");
 }
+
+#[test]
+fn the_csc_solver_reaches_every_layer_and_the_record() {
+    // Beyond two steps the official iteration and FISTA give other codes, so other logits.
+    let out = tempfile::tempdir().unwrap();
+    let mut logits = Vec::new();
+    for solver in ["official", "fista"] {
+        let file = out.path().join(format!("{solver}.npy"));
+        eval(&[
+            "--limit",
+            "8",
+            "--csc-steps",
+            "8",
+            "--csc-solver",
+            solver,
+            "--logits",
+            file.to_str().unwrap(),
+            "--out-dir",
+            out.path().to_str().unwrap(),
+        ]);
+        logits.push(common::read_npy(&file).1);
+    }
+    let apart = logits[0]
+        .iter()
+        .zip(&logits[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        apart > 1e-3,
+        "official and FISTA logits agree to {apart:.2e}"
+    );
+    let records = cell_records(out.path());
+    let solvers: Vec<&str> = records
+        .iter()
+        .map(|r| r["model"]["csc"]["solver"].as_str().unwrap())
+        .collect();
+    assert_eq!(solvers.len(), 2, "one cell per solver");
+    assert!(solvers.contains(&"official") && solvers.contains(&"fista"));
+}
