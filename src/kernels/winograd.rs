@@ -29,7 +29,21 @@ const SPECTRUM: usize = ALPHA * ALPHA;
 /// Whether `conv2d` takes this path: 3×3, stride 1, padding 1, and enough input channels for the
 /// transforms to pay for themselves.
 pub fn applies(g: &ConvGeometry) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.padding == 1 && g.c_in >= 8
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+        && g.kh == 3
+        && g.kw == 3
+        && g.stride == 1
+        && g.padding == 1
+        && g.c_in >= 8
+}
+
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the Winograd path on or off for the whole process (on by default). Off, every
+/// convolution takes im2row + GEMM: the direct computation the Winograd results are checked
+/// against.
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Tiles per image: (rows, columns) of output tiles, the last ones cut at other sizes.
