@@ -116,22 +116,96 @@ fn attack_baseline() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
     })
 }
 
+/// The `ci` suite run and held against the committed baseline, once for the tests below.
+fn ci_gate() -> &'static (tempfile::TempDir, Run) {
+    static ONCE: OnceLock<(tempfile::TempDir, Run)> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let baseline = repo("suites/ci.baseline");
+        let run = robust_eval(&[
+            "regress",
+            "--suite",
+            "ci",
+            "--baseline",
+            path(&baseline),
+            "--out-dir",
+            path(tmp.path()),
+        ]);
+        (tmp, run)
+    })
+}
+
 #[test]
 fn ci_suite_holds_against_the_committed_baseline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let baseline = repo("suites/ci.baseline");
-    let run = robust_eval(&[
-        "regress",
-        "--suite",
-        "ci",
-        "--baseline",
-        path(&baseline),
-        "--out-dir",
-        path(tmp.path()),
-    ]);
+    let (_, run) = ci_gate();
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("16 comparisons"), "{}", run.stdout);
     assert!(run.stdout.contains("PASS"));
+}
+
+/// Copies results `from` to `to` with `count` images of `model`'s clean cell that were right made
+/// wrong (the first ones), so that its accuracy falls by `count` / n.
+fn with_clean_images_broken(from: &Path, to: &Path, model: &str, count: usize) {
+    fs::create_dir_all(to).unwrap();
+    let mut key = String::new();
+    let mut records = Vec::new();
+    for line in fs::read_to_string(from.join("results.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        let k = record["key"].as_str().unwrap();
+        if k.starts_with(&format!("{model}@")) && k.contains("/none/clean#") {
+            key = record["key"].as_str().unwrap().to_string();
+            let n = record["result"]["n"].as_f64().unwrap();
+            for metric in record["result"]["metrics"].as_array_mut().unwrap() {
+                if metric["name"] == "accuracy" {
+                    let value = metric["value"].as_f64().unwrap();
+                    metric["value"] = serde_json::json!(value - count as f64 / n);
+                }
+            }
+        }
+        records.push(record.to_string());
+    }
+    assert!(!key.is_empty(), "{model} in the results");
+    fs::write(to.join("results.jsonl"), records.join("\n") + "\n").unwrap();
+    let samples = fs::read_to_string(from.join("samples.csv")).unwrap();
+    let mut broken = 0;
+    let lines: Vec<String> = samples
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+            // cell, index, label, prediction, correct, …
+            if fields[0] == key && fields[4] == "1" && broken < count {
+                let label: usize = fields[2].parse().unwrap();
+                fields[3] = ((label + 1) % 10).to_string();
+                fields[4] = "0".into();
+                broken += 1;
+            }
+            fields.join(",")
+        })
+        .collect();
+    assert_eq!(broken, count);
+    fs::write(to.join("samples.csv"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_two_point_drop_of_one_models_clean_accuracy_fails_the_ci_gate() {
+    // The README's power statement: 1000 images, 16 comparisons, Holm at 0.05.
+    let (tmp, run) = ci_gate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let baseline = repo("suites/ci.baseline");
+    let dropped = tmp.path().join("dropped");
+    with_clean_images_broken(tmp.path(), &dropped, "resnet18", 20);
+    let gate = regress(&baseline, &dropped, &[]);
+    assert_eq!(gate.status, 1, "{}\n{}", gate.stdout, gate.stderr);
+    assert!(gate.stdout.contains("resnet18/none/clean") && gate.stdout.contains("DROPPED"));
+    // A one-point drop (10 images all one way) is the smallest that fails.
+    let (one, less) = (tmp.path().join("one"), tmp.path().join("less"));
+    with_clean_images_broken(tmp.path(), &one, "resnet18", 10);
+    assert_eq!(regress(&baseline, &one, &[]).status, 1);
+    with_clean_images_broken(tmp.path(), &less, "resnet18", 9);
+    assert_eq!(regress(&baseline, &less, &[]).status, 0);
 }
 
 #[test]
