@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::kernels::ConvBackend;
 use crate::models::{Domain, ModelSpec};
 use crate::report::{self, progress_bar};
-use crate::train::{self, peak_memory_bytes, Recipe, TrainOutcome, TrainRequest};
+use crate::train::{self, peak_memory_bytes, Recipe, TrainOutcome, TrainRequest, World, WorldArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
@@ -51,13 +51,45 @@ pub struct TrainArgs {
     /// Start afresh in an --out that holds an earlier run, replacing it.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Data-parallel peers in this process: one per GPU from --device cuda:N on, or CPU peers
+    /// that split the cores. The global batch (--batch-size) is split evenly among all peers.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Processes in the run, one per machine or launcher task (default: $WORLD_SIZE or
+    /// $SLURM_NTASKS, else 1).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// This process's index, 0 to --nodes − 1; node 0 coordinates and writes (default: $RANK or
+    /// $SLURM_PROCID).
+    #[arg(long)]
+    pub node_rank: Option<usize>,
+    /// HOST:PORT of node 0; the run uses PORT, PORT+1 and PORT+2+R on node R (default:
+    /// $MASTER_ADDR:$MASTER_PORT).
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Seconds a silent peer process is waited for before the run ends with an error.
+    #[arg(long, default_value_t = 60.0)]
+    pub peer_timeout: f64,
+    /// With --resume: accept a checkpoint written by another number of peers.
+    #[arg(long, requires = "resume")]
+    pub allow_world_size_change: bool,
     /// Stop after this many optimizer steps (simulates an interruption; used by tests).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
 }
 
 pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
-    if !args.resume && !args.overwrite && args.out.join("run.json").exists() {
+    let world = WorldArgs {
+        workers: args.workers,
+        nodes: args.nodes,
+        node_rank: args.node_rank,
+        coordinator: args.coordinator.clone(),
+        peer_timeout_seconds: args.peer_timeout,
+    }
+    .resolve(&|name| std::env::var(name).ok())?;
+    // Only node 0 writes; the others read --out only to resume.
+    let writes = world.node_rank == 0;
+    if writes && !args.resume && !args.overwrite && args.out.join("run.json").exists() {
         return Err(Error::file(
             &args.out,
             "holds a training run: continue it with --resume or replace it with --overwrite",
@@ -77,8 +109,11 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
     recipe.lr = args.lr.unwrap_or(recipe.lr);
     recipe.seed = args.seed;
     recipe.validate()?;
+    world.validate(recipe.batch_size)?;
     // Fail on an unwritable output directory before any work.
-    report::prepare_output_dir(&args.out)?;
+    if writes {
+        report::prepare_output_dir(&args.out)?;
+    }
     let train_set = data::open(
         kind,
         &DataSource::Path(args.data.clone()),
@@ -106,10 +141,19 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
             recipe: &recipe,
             train_set: train_set.as_ref(),
             val_set: val_set.as_deref(),
+            world: &world,
+            device_per_worker: matches!(device, DeviceChoice::Cuda(_)),
         },
     )?;
     let seconds = start.elapsed().as_secs_f64();
     let peak = peak_memory_bytes();
+    if !writes {
+        println!(
+            "node {} done; node 0 reports and writes the results",
+            world.node_rank
+        );
+        return Ok(outcome);
+    }
     if let Some(last) = outcome.state.log.last() {
         println!(
             "epoch {}: train loss {:.4}, train acc {:.2} %, val acc {}, {:.0} images/s",
@@ -136,6 +180,9 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
                          "train_images": train_set.len(),
                          "val_data": val_set.as_ref().map(|v| v.source()),
                          "device": device.to_string(), "backend": backend_name(device),
+                         "world": {"nodes": world.nodes, "workers_per_node": world.workers,
+                                   "peers": world.size(),
+                                   "per_peer_batch": recipe.batch_size / world.size()},
                          "versions": report::versions()},
             "results": {"best_val_accuracy": outcome.state.best_val_accuracy, "best_epoch": outcome.state.best_epoch,
                         "final_val_accuracy": outcome.state.log.last().and_then(|e| e.val_accuracy),
@@ -168,6 +215,8 @@ struct TrainJob<'a> {
     recipe: &'a Recipe,
     train_set: &'a dyn Dataset,
     val_set: Option<&'a dyn Dataset>,
+    world: &'a World,
+    device_per_worker: bool,
 }
 
 impl Job for TrainJob<'_> {
@@ -189,6 +238,9 @@ impl Job for TrainJob<'_> {
                 data_description: json!({"train": self.train_set.source(), "limit": self.args.limit}),
                 stop_after_iterations: self.args.stop_after,
                 progress: &bar,
+                world: self.world.clone(),
+                allow_world_size_change: self.args.allow_world_size_change,
+                device_per_worker: self.device_per_worker,
             },
             &device,
         );

@@ -4,9 +4,15 @@
 //! the schedule, the log); the random streams (shuffling, augmentation, CSC power-iteration starts)
 //! depend only on (seed, epoch, image), so a resumed run ends with the same weights as an
 //! uninterrupted one.
+//!
+//! With `--workers`/`--nodes` the same loop runs on every peer of a data-parallel run
+//! ([`distributed`]); each peer trains on its shard of the epoch ([`World::shard`]).
 
 pub mod augment;
+pub mod control;
+mod distributed;
 pub mod recipe;
+pub mod world;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,7 +34,9 @@ use crate::eval::{evaluate, Accuracy, EvalRequest};
 use crate::kernels::ConvBackend;
 use crate::models::{ModelSpec, Network};
 use crate::report;
+use distributed::Peer;
 pub use recipe::{Augmentation, Recipe, Schedule};
+pub use world::{World, WorldArgs};
 
 /// One line of the training log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +49,9 @@ pub struct EpochLog {
     pub lr: f64,
     pub images_per_second: f64,
     pub seconds: f64,
+    /// Of `seconds`, the time rank 0 spent in all-reduces (waiting for the others included).
+    #[serde(default)]
+    pub sync_seconds: f64,
 }
 
 /// Where a run stands; saved with every checkpoint.
@@ -53,8 +64,15 @@ pub struct TrainState {
     pub best_val_accuracy: Option<f64>,
     pub best_epoch: Option<usize>,
     pub log: Vec<EpochLog>,
+    /// Peers that trained it (a resume with another number is refused unless allowed).
+    #[serde(default = "one")]
+    pub world_size: usize,
     /// Identifies the run: recipe, model, data (a resume with anything else is refused).
     pub run: serde_json::Value,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The result of [`train`].
@@ -79,6 +97,12 @@ pub struct TrainRequest<'a> {
     /// process — simulates an interruption.
     pub stop_after_iterations: Option<usize>,
     pub progress: &'a ProgressBar,
+    /// The peers of the run; [`World::single`] for plain training.
+    pub world: World,
+    /// Resume a checkpoint written by another number of peers (the schedule goes on by step).
+    pub allow_world_size_change: bool,
+    /// Give local peer k device index + k (GPUs); CPU peers share the device.
+    pub device_per_worker: bool,
 }
 
 type Optim<B> =
@@ -91,38 +115,59 @@ pub fn train<B: ConvBackend>(
     request: TrainRequest<'_>,
     device: &B::Device,
 ) -> Result<TrainOutcome> {
-    let recipe = request.recipe;
-    recipe.validate()?;
-    let run = json!({"model": request.spec, "recipe": recipe, "data": request.data_description});
-    let (mut network, mut optimizer, mut state) = if request.resume {
-        restore::<B>(request.out_dir, &run, recipe, device)?
+    request.recipe.validate()?;
+    if request.world.is_distributed() {
+        distributed::train::<B>(&request, device)
     } else {
-        let network =
-            Network::<Autodiff<B>>::new(request.spec, recipe.seed, device).with_positional_ids();
-        let state = TrainState {
-            run: run.clone(),
-            ..TrainState::default()
-        };
-        (network, recipe.optimizer::<B>(), state)
-    };
-    report::write_json(&request.out_dir.join("run.json"), &run)?;
+        train_peer::<B>(&request, &Peer::solo(&request.world), device)
+    }
+}
 
+/// The training loop of one peer (the only one in plain training).
+fn train_peer<B: ConvBackend>(
+    request: &TrainRequest<'_>,
+    peer: &Peer<'_>,
+    device: &B::Device,
+) -> Result<TrainOutcome> {
+    let recipe = request.recipe;
+    let world = &request.world;
+    let run = json!({"model": request.spec, "recipe": recipe, "data": request.data_description});
+    let (mut network, mut optimizer, mut state) = start::<B>(request, &run, device)?;
+    let sync = peer.collective();
+    let control = match sync {
+        Some(_) => distributed::join::<B>(
+            peer,
+            || distributed::announcement::<B>(world, &run, &network, &optimizer, &state),
+            device,
+        )?,
+        None => None,
+    };
+    if peer.writes() {
+        report::write_json(&request.out_dir.join("run.json"), &run)?;
+    }
+    let progress = match peer.local_rank {
+        0 => request.progress.clone(),
+        _ => ProgressBar::hidden(),
+    };
     let n = request.train_set.len();
-    let steps_per_epoch = n.div_ceil(recipe.batch_size);
+    let per_peer_batch = recipe.batch_size / world.size();
+    let steps_per_epoch = n.div_ceil(world.size()).div_ceil(per_peer_batch);
     let total_steps = steps_per_epoch * recipe.epochs;
     let mut steps_here = 0;
     while state.epoch < recipe.epochs {
         let epoch = state.epoch;
         let start = Instant::now();
-        request.progress.reset();
-        request.progress.set_length(n as u64);
-        request
-            .progress
-            .set_prefix(format!("epoch {}/{}", epoch + 1, recipe.epochs));
-        let order = augment::epoch_order(recipe.seed, epoch, n);
-        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0usize, 0usize, recipe.lr);
-        for chunk in order.chunks(recipe.batch_size) {
+        let order = world.shard(&augment::epoch_order(recipe.seed, epoch, n), peer.rank);
+        progress.reset();
+        progress.set_length(order.len() as u64);
+        progress.set_prefix(format!("epoch {}/{}", epoch + 1, recipe.epochs));
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0.0, 0.0, recipe.lr);
+        let mut sync_seconds = 0.0;
+        for chunk in order.chunks(per_peer_batch) {
             if request.stop_after_iterations == Some(steps_here) {
+                if sync.is_some() {
+                    distributed::leave::<B>(peer, control)?;
+                }
                 return Ok(TrainOutcome {
                     state,
                     interrupted: true,
@@ -135,41 +180,57 @@ pub fn train<B: ConvBackend>(
             lr = recipe
                 .schedule
                 .lr(recipe, state.iteration, total_steps, steps_per_epoch);
-            let (loss, hits) = step::<B>(&mut network, &mut optimizer, &batch, lr, device)?;
+            let (loss, hits, synced) =
+                step::<B>(&mut network, &mut optimizer, &batch, lr, peer, device)?;
+            sync_seconds += synced;
             loss_sum += loss * batch.len() as f64;
-            correct += hits;
-            seen += batch.len();
+            correct += hits as f64;
+            seen += batch.len() as f64;
             state.iteration += 1;
             steps_here += 1;
-            request.progress.inc(batch.len() as u64);
+            progress.inc(batch.len() as u64);
+        }
+        if let Some(id) = sync {
+            let before = Instant::now();
+            [loss_sum, correct, seen] =
+                distributed::sum_over_peers::<B, 3>(peer, id, [loss_sum, correct, seen], device)?;
+            sync_seconds += before.elapsed().as_secs_f64();
         }
         let seconds = start.elapsed().as_secs_f64();
-        let val_accuracy = match request.val_set {
-            Some(val) => Some(validate(&network, val, recipe.batch_size, device)?),
-            None => None,
-        };
         state.epoch += 1;
+        let val_accuracy = match (request.val_set, peer.writes()) {
+            (Some(val), true) => Some(validate(&network, val, recipe.batch_size, device)?),
+            _ => None,
+        };
         state.log.push(EpochLog {
             epoch: state.epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_loss: loss_sum / seen.max(1.0),
+            train_accuracy: correct / seen.max(1.0),
             val_accuracy,
             lr,
-            images_per_second: seen as f64 / seconds.max(1e-9),
+            images_per_second: seen / seconds.max(1e-9),
             seconds,
+            sync_seconds,
         });
-        if let Some(acc) = val_accuracy {
-            if state.best_val_accuracy.is_none_or(|best| acc > best) {
-                state.best_val_accuracy = Some(acc);
-                state.best_epoch = Some(state.epoch);
-                checkpoint::save(&network, &request.out_dir.join("best.bpk"))?;
+        if peer.writes() {
+            if let Some(acc) = val_accuracy {
+                if state.best_val_accuracy.is_none_or(|best| acc > best) {
+                    state.best_val_accuracy = Some(acc);
+                    state.best_epoch = Some(state.epoch);
+                    checkpoint::save(&network, &request.out_dir.join("best.bpk"))?;
+                }
             }
+            save_checkpoint(request.out_dir, &network, &optimizer, &state)?;
+            write_log(request.out_dir, &state.log)?;
         }
-        save_checkpoint(request.out_dir, &network, &optimizer, &state)?;
-        write_log(request.out_dir, &state.log)?;
+    }
+    if sync.is_some() {
+        distributed::leave::<B>(peer, control)?;
     }
     let final_path = request.out_dir.join("final.bpk");
-    checkpoint::save(&network, &final_path)?;
+    if peer.writes() {
+        checkpoint::save(&network, &final_path)?;
+    }
     Ok(TrainOutcome {
         state,
         interrupted: false,
@@ -177,14 +238,50 @@ pub fn train<B: ConvBackend>(
     })
 }
 
-/// One optimizer step; returns the mean loss and the number of correct predictions.
+/// A fresh network, or the run restored from the last checkpoint in the output directory.
+fn start<B: ConvBackend>(
+    request: &TrainRequest<'_>,
+    run: &serde_json::Value,
+    device: &B::Device,
+) -> Result<(Network<Autodiff<B>>, Optim<B>, TrainState)> {
+    let world_size = request.world.size();
+    if !request.resume {
+        let network = Network::<Autodiff<B>>::new(request.spec, request.recipe.seed, device)
+            .with_positional_ids();
+        let state = TrainState {
+            run: run.clone(),
+            world_size,
+            ..TrainState::default()
+        };
+        return Ok((network, request.recipe.optimizer::<B>(), state));
+    }
+    let (network, optimizer, mut state) =
+        restore::<B>(request.out_dir, run, request.recipe, device)?;
+    if state.world_size != world_size {
+        if !request.allow_world_size_change {
+            return Err(Error::input(format!(
+                "cannot resume from {}: it was trained by {} peer(s), this run has {world_size}; \
+                 the shards and per-peer batches would change. Resume with the same \
+                 --nodes × --workers, or pass --allow-world-size-change to go on by global step",
+                request.out_dir.display(),
+                state.world_size
+            )));
+        }
+        state.world_size = world_size;
+    }
+    Ok((network, optimizer, state))
+}
+
+/// One optimizer step; returns the mean loss, the number of correct predictions and the seconds
+/// spent averaging the gradients with the other peers.
 fn step<B: ConvBackend>(
     network: &mut Network<Autodiff<B>>,
     optimizer: &mut Optim<B>,
     batch: &Batch,
     lr: f64,
+    peer: &Peer<'_>,
     device: &B::Device,
-) -> Result<(f64, usize)> {
+) -> Result<(f64, usize, f64)> {
     let images = batch.images::<Autodiff<B>>(device);
     let logits = network.forward_train(images);
     let losses = attacks::cross_entropy(logits.clone(), &batch.labels);
@@ -201,11 +298,17 @@ fn step<B: ConvBackend>(
         .zip(&batch.labels)
         .filter(|(p, l)| p == l)
         .count();
-    let grads = GradientsParams::from_grads(loss.backward(), &*network);
+    let mut grads = GradientsParams::from_grads(loss.backward(), &*network);
+    let mut synced = 0.0;
+    if let Some(id) = peer.collective() {
+        let before = Instant::now();
+        grads = distributed::average_gradients::<B>(peer, id, grads)?;
+        synced = before.elapsed().as_secs_f64();
+    }
     let mut updated = optimizer.step(lr, network.clone(), grads);
     updated.normalize_dictionaries();
     *network = updated;
-    Ok((loss_value, hits))
+    Ok((loss_value, hits, synced))
 }
 
 fn validate<B: ConvBackend>(
@@ -337,6 +440,7 @@ fn write_log(out_dir: &Path, log: &[EpochLog]) -> Result<()> {
                 format!("{:.3e}", e.lr),
                 format!("{:.1}", e.images_per_second),
                 format!("{:.1}", e.seconds),
+                format!("{:.2}", e.sync_seconds),
             ]
         })
         .collect();
@@ -350,6 +454,7 @@ fn write_log(out_dir: &Path, log: &[EpochLog]) -> Result<()> {
             "lr",
             "images_per_second",
             "seconds",
+            "sync_seconds",
         ],
         &rows,
     )
