@@ -11,7 +11,9 @@
 #      with the peak GPU memory seen by nvidia-smi during each workload (the whole process: CUDA
 #      context, kernel cache and burn's memory pools included);
 #   3. the same workloads in PyTorch on the same card, when torch with CUDA is installed there
-#      (peak memory: torch.cuda.max_memory_allocated).
+#      (peak memory: torch.cuda.max_memory_allocated);
+#   4. data-parallel training at world size 1 on the GPU (`train --workers 1`, the collective path)
+#      against plain training: the same weights are expected, and the all-reduce share is logged.
 # Every line of the summary also goes to OUT/summary.txt; the raw outputs stay beside it.
 set -uo pipefail
 mode=${1:-}
@@ -120,6 +122,29 @@ pytorch() {
     done
 }
 
+data_parallel() {
+    local data="$out/train1000.bin"
+    head -c $((1000 * 3073)) data/cifar10/test_first1000.bin >"$data"
+    for mode in plain collective; do
+        local extra=()
+        [ "$mode" = collective ] && extra=(--workers 1)
+        timeout 300 "$bin" train --model resnet20 --data "$data" --epochs 2 --batch-size 128 \
+            --device cuda --out "$out/train-$mode" "${extra[@]}" >"$out/train-$mode.log" 2>&1 ||
+            say "train ($mode) failed: $(tail -n 3 "$out/train-$mode.log")"
+        say "train resnet20 on cuda, $mode: $(tail -n 1 "$out/train-$mode/log.csv")"
+    done
+    # The checkpoints' files differ in their random running-state ids; compare what they compute.
+    for mode in plain collective; do
+        timeout 300 "$bin" eval --model resnet20 --checkpoint "$out/train-$mode/final.bpk" --device cuda \
+            --logits "$out/logits-train-$mode.npy" --out-dir "$out/eval-train-$mode" >/dev/null 2>&1
+    done
+    if cmp -s "$out/logits-train-plain.npy" "$out/logits-train-collective.npy"; then
+        say "world size 1 through the collective: the same logits as plain training, bit for bit"
+    else
+        say "world size 1 through the collective vs plain: $(compare_logits "$out/logits-train-plain.npy" "$out/logits-train-collective.npy" 2>&1 | tail -n 1)"
+    fi
+}
+
 case "$mode" in
 build) build ;;
 run)
@@ -131,6 +156,7 @@ run)
     parity
     throughput
     pytorch
+    data_parallel
     ;;
 *)
     echo "usage: bash tools/device_check.sh build | run [OUT]" >&2
