@@ -7,9 +7,7 @@ use std::fs;
 use burn::backend::Autodiff;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
-use clap::Parser;
-use common::{device, repo, B};
-use robust_eval::cli::{train_cmd, Cli, Command};
+use common::{device, repo, train, B};
 use robust_eval::nn::Linear;
 use robust_eval::train::Recipe;
 use serde_json::Value;
@@ -101,15 +99,6 @@ fn sgd_matches_pytorch_step_for_step() {
                 "step {t}: {ours} vs PyTorch {theirs}"
             );
         }
-    }
-}
-
-fn train(args: &[&str]) -> robust_eval::Result<robust_eval::train::TrainOutcome> {
-    let mut full = vec!["robust-eval", "train"];
-    full.extend_from_slice(args);
-    match Cli::try_parse_from(full).unwrap().command {
-        Command::Train(a) => train_cmd::run(a),
-        _ => unreachable!(),
     }
 }
 

@@ -181,3 +181,15 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// `robust-eval train ARGS` in this process.
+pub fn train(args: &[&str]) -> robust_eval::Result<robust_eval::train::TrainOutcome> {
+    use clap::Parser;
+    use robust_eval::cli::{train_cmd, Cli, Command};
+    let mut full = vec!["robust-eval", "train"];
+    full.extend_from_slice(args);
+    match Cli::try_parse_from(full).unwrap().command {
+        Command::Train(a) => train_cmd::run(a),
+        _ => unreachable!(),
+    }
+}
