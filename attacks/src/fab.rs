@@ -18,6 +18,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::budget::TOLERANCE;
 use crate::loss::ranked;
@@ -214,39 +215,32 @@ impl Fab {
         };
         let mut best: Vec<Option<Vec<f32>>> = vec![None; n];
         let mut best_distance = vec![f64::INFINITY; n];
+        let all: Vec<usize> = (0..n).collect();
+        let (mut boundaries, _) =
+            self.boundaries(model, &iterate, &all, shape, device, goal, against);
+        for (k, b) in boundaries.iter().enumerate() {
+            on_zero_gradient(k, b.w.iter().all(|v| *v == 0.0));
+        }
         for step in 0..self.steps {
-            let boundaries = self.boundaries(model, &iterate, shape, device, goal, against);
-            if step == 0 {
-                for (k, b) in boundaries.iter().enumerate() {
-                    on_zero_gradient(k, b.w.iter().all(|v| *v == 0.0));
-                }
-            }
-            for (k, boundary) in boundaries.iter().enumerate() {
-                let x1 = &iterate[k * per..(k + 1) * per];
-                let x0 = &origin[k * per..(k + 1) * per];
-                let d1 = onto_hyperplane(x1, &boundary.w, boundary.b, self.norm);
-                let d2 = onto_hyperplane(x0, &boundary.w, boundary.b, self.norm);
-                let a1 = self.distance(&d1).max(1e-8);
-                let a2 = self.distance(&d2).max(1e-8);
-                let alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max) as f32;
-                let eta = self.eta as f32;
-                let next: Vec<f32> = (0..per)
-                    .map(|j| {
-                        ((x1[j] + eta * d1[j]) * (1.0 - alpha) + (x0[j] + eta * d2[j]) * alpha)
-                            .clamp(0.0, 1.0)
-                    })
-                    .collect();
-                iterate[k * per..(k + 1) * per].copy_from_slice(&next);
-            }
-            let logits = host_logits(
-                model,
-                &Tensor::from_data(TensorData::new(iterate.clone(), shape), device),
-            );
-            let classes = logits.len() / n;
-            for k in 0..n {
-                if argmax_row(&logits[k * classes..(k + 1) * classes]) == goal.labels[k] {
-                    continue;
-                }
+            self.project_all(&mut iterate, origin, &boundaries);
+            // The check of the new iterate reuses the forward pass of the next step's boundaries;
+            // only the iterates it pulls back need their boundaries again.
+            let predictions = if step + 1 == self.steps {
+                let logits = host_logits(
+                    model,
+                    &Tensor::from_data(TensorData::new(iterate.clone(), shape), device),
+                );
+                logits.chunks(logits.len() / n).map(argmax_row).collect()
+            } else {
+                let (next, predictions) =
+                    self.boundaries(model, &iterate, &all, shape, device, goal, against);
+                boundaries = next;
+                predictions
+            };
+            let fooled: Vec<usize> = (0..n)
+                .filter(|&k| predictions[k] != goal.labels[k])
+                .collect();
+            for &k in &fooled {
                 let row = k * per..(k + 1) * per;
                 let delta: Vec<f32> = iterate[row.clone()]
                     .iter()
@@ -263,6 +257,13 @@ impl Fab {
                     *v = origin[k * per + j] + delta[j] * beta;
                 }
             }
+            if step + 1 < self.steps && !fooled.is_empty() {
+                let (pulled, _) =
+                    self.boundaries(model, &iterate, &fooled, shape, device, goal, against);
+                for (&k, boundary) in fooled.iter().zip(pulled) {
+                    boundaries[k] = boundary;
+                }
+            }
         }
         let limit = self.eps + TOLERANCE.max(self.eps * 1e-6);
         best.into_iter()
@@ -273,67 +274,113 @@ impl Fab {
 }
 
 impl Fab {
-    /// The linearised boundary at the iterate, per sample: against the target (FAB-T), or the
-    /// closest one over all other classes (FAB).
+    /// One step for every sample at once, each on its own thread: both projections onto the
+    /// sample's boundary and their extrapolated convex combination, in place.
+    fn project_all(&self, iterate: &mut [f32], origin: &[f32], boundaries: &[Boundary]) {
+        let per = origin.len() / boundaries.len().max(1);
+        iterate
+            .par_chunks_mut(per)
+            .zip(origin.par_chunks(per))
+            .zip(boundaries)
+            .for_each(|((x1, x0), boundary)| {
+                let d1 = onto_hyperplane(x1, &boundary.w, boundary.b, self.norm);
+                let d2 = onto_hyperplane(x0, &boundary.w, boundary.b, self.norm);
+                let a1 = self.distance(&d1).max(1e-8);
+                let a2 = self.distance(&d2).max(1e-8);
+                let alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max) as f32;
+                let eta = self.eta as f32;
+                for j in 0..per {
+                    x1[j] = ((x1[j] + eta * d1[j]) * (1.0 - alpha) + (x0[j] + eta * d2[j]) * alpha)
+                        .clamp(0.0, 1.0);
+                }
+            });
+    }
+
+    /// The linearised boundary at the iterate of the samples `rows` of the batch (FAB-T: against
+    /// the target; FAB: the closest one over all other classes), and the class the model
+    /// predicts there.
+    #[allow(clippy::too_many_arguments)]
     fn boundaries<B: AutodiffBackend, M: Classifier<B>>(
         &self,
         model: &M,
         iterate: &[f32],
-        shape: [usize; 4],
+        rows: &[usize],
+        [n, c, h, w]: [usize; 4],
         device: &burn::tensor::Device<B::InnerBackend>,
         goal: &Goal,
         against: Against<'_>,
-    ) -> Vec<Boundary> {
-        let n = shape[0];
+    ) -> (Vec<Boundary>, Vec<usize>) {
         let per = iterate.len() / n.max(1);
+        let whole = rows.len() == n;
+        let points: Vec<f32> = if whole {
+            iterate.to_vec()
+        } else {
+            rows.iter()
+                .flat_map(|&k| iterate[k * per..(k + 1) * per].iter().copied())
+                .collect()
+        };
+        let shape = [rows.len(), c, h, w];
+        let sub_model = Rows { model, rows };
+        let gradient = |signs: &[(usize, f32)]| {
+            if whole {
+                self.difference_gradient::<B, M>(model, &points, shape, device, signs)
+            } else {
+                self.difference_gradient::<B, _>(&sub_model, &points, shape, device, signs)
+            }
+        };
         let boundary = |k: usize, df: f64, w: Vec<f32>| {
-            let x1 = &iterate[k * per..(k + 1) * per];
+            let x1 = &points[k * per..(k + 1) * per];
             let wx: f64 = w.iter().zip(x1).map(|(a, b)| *a as f64 * *b as f64).sum();
             Boundary { w, b: wx - df }
         };
         match against {
             Against::Targets(t) => {
-                let signs: Vec<(usize, f32)> = (0..n)
-                    .flat_map(|k| [(t[k], 1.0), (goal.labels[k], -1.0)])
+                let signs: Vec<(usize, f32)> = rows
+                    .iter()
+                    .flat_map(|&k| [(t[k], 1.0), (goal.labels[k], -1.0)])
                     .collect();
-                let (values, grads) =
-                    self.difference_gradient::<B, M>(model, iterate, shape, device, &signs);
-                (0..n)
+                let (values, grads, predictions) = gradient(&signs);
+                let found = (0..rows.len())
                     .map(|k| boundary(k, values[k], grads[k * per..(k + 1) * per].to_vec()))
-                    .collect()
+                    .collect();
+                (found, predictions)
             }
             Against::Closest { classes } => {
                 let mut per_class = Vec::with_capacity(classes);
-                for c in 0..classes {
-                    let signs: Vec<(usize, f32)> = (0..n)
-                        .flat_map(|k| [(c, 1.0), (goal.labels[k], -1.0)])
+                for class in 0..classes {
+                    let signs: Vec<(usize, f32)> = rows
+                        .iter()
+                        .flat_map(|&k| [(class, 1.0), (goal.labels[k], -1.0)])
                         .collect();
-                    per_class.push(
-                        self.difference_gradient::<B, M>(model, iterate, shape, device, &signs),
-                    );
+                    per_class.push(gradient(&signs));
                 }
-                (0..n)
-                    .map(|k| {
+                let found = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &row)| {
                         let closest = (0..classes)
-                            .filter(|&c| c != goal.labels[k])
+                            .filter(|&c| c != goal.labels[row])
                             .min_by(|&a, &b| {
                                 let d = |c: usize| {
-                                    let (v, g) = &per_class[c];
+                                    let (v, g, _) = &per_class[c];
                                     v[k].abs() / (self.dual(&g[k * per..(k + 1) * per]) + 1e-12)
                                 };
                                 d(a).total_cmp(&d(b))
                             })
                             .expect("at least two classes");
-                        let (v, g) = &per_class[closest];
+                        let (v, g, _) = &per_class[closest];
                         boundary(k, v[k], g[k * per..(k + 1) * per].to_vec())
                     })
-                    .collect()
+                    .collect();
+                let predictions = per_class.swap_remove(0).2;
+                (found, predictions)
             }
         }
     }
 
     /// Per sample the logit difference Σ sign·z_class over the (class, sign) pairs of the
-    /// sample (two per sample, in order), and its input gradient, on the host.
+    /// sample (two per sample, in order), its input gradient and the predicted class, on the
+    /// host.
     fn difference_gradient<B: AutodiffBackend, M: Classifier<B>>(
         &self,
         model: &M,
@@ -341,7 +388,7 @@ impl Fab {
         shape: [usize; 4],
         device: &burn::tensor::Device<B::InnerBackend>,
         signs: &[(usize, f32)],
-    ) -> (Vec<f64>, Vec<f32>) {
+    ) -> (Vec<f64>, Vec<f32>, Vec<usize>) {
         let n = shape[0];
         let inner = Tensor::<B::InnerBackend, 4>::from_data(
             TensorData::new(iterate.to_vec(), shape),
@@ -350,6 +397,10 @@ impl Fab {
         let input = Tensor::<B, 4>::from_inner(inner).require_grad();
         let logits = model.logits(input.clone());
         let classes = logits.dims()[1];
+        let predictions = to_vec(logits.clone().inner())
+            .chunks(classes)
+            .map(argmax_row)
+            .collect();
         let mut mask = vec![0f32; n * classes];
         for (k, pair) in signs.chunks(2).enumerate() {
             for &(c, sign) in pair {
@@ -370,7 +421,7 @@ impl Fab {
             .collect();
         let grads = difference.sum().backward();
         let grad = input.grad(&grads).expect("input is tracked");
-        (values, to_vec(grad))
+        (values, to_vec(grad), predictions)
     }
 
     /// A random start at half the ε radius around the clean images.

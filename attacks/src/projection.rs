@@ -40,7 +40,8 @@ pub fn onto_hyperplane(t: &[f32], w: &[f32], b: f64, norm: Norm) -> Vec<f32> {
             (i, weight, speed, room, room / speed)
         })
         .collect();
-    moves.sort_by(|a, b| a.4.total_cmp(&b.4));
+    // Ties in coordinate order, as a stable sort would leave them.
+    moves.sort_unstable_by(|a, b| a.4.total_cmp(&b.4).then(a.0.cmp(&b.0)));
     let need = gap.abs();
     // Gain below the j-th breakpoint: walls reached so far, plus τ times the moving slope.
     let mut reached = 0.0;
