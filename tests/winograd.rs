@@ -43,7 +43,8 @@ fn winograd_changes_no_prediction_of_the_bundled_models() {
             5.2e-5,
         ),
         (vec!["--model", "resnet18"], 1.9e-5),
-        (vec!["--model", "sdnet18"], 4.0e-5),
+        // 4.0e-5 on AVX2, 4.01e-5 on AVX-512 (other GEMM kernels, other rounding).
+        (vec!["--model", "sdnet18"], 4.5e-5),
     ];
     for (model, bound) in cases {
         let fast = logits(&model, true, out.path());

@@ -432,6 +432,14 @@ fn add_shifted(src: &[f32], dst: &mut [f32], offset: isize, stride: usize) {
 /// Gradient of `conv2d(x, weight)` with respect to the weight, given the output gradient `dy`
 /// [batch, c_out, out_h, out_w]: `dW[c_out, c_in·kh·kw] = Σ_images dy · im2row(x)ᵀ`.
 pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
+    if winograd::applies(&g) {
+        return winograd::conv2d_weight_grad(x, dy, g);
+    }
+    conv2d_weight_grad_direct(x, dy, g)
+}
+
+/// [`conv2d_weight_grad`] by im2row + GEMM, whatever the geometry.
+pub fn conv2d_weight_grad_direct(x: &[f32], dy: &[f32], g: ConvGeometry) -> Vec<f32> {
     let plane = g.out_h() * g.out_w();
     let depth = g.c_in * g.kh * g.kw;
     let image_in = g.c_in * g.h * g.w;
