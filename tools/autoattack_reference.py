@@ -29,12 +29,19 @@ SETTINGS = [("Linf", "1/255", 1 / 255), ("Linf", "2/255", 2 / 255), ("L2", "0.1"
 MEMBERS = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
 
-def runs():
+def parse_setting(text):
+    """NORM:EPS, EPS a number or a fraction such as 8/255."""
+    norm, eps = text.split(":")
+    num, _, den = eps.partition("/")
+    return norm, eps, float(num) / float(den or 1)
+
+
+def runs(settings):
     # The ensembles first (they give the after-each-attack figures), then each attack alone.
-    for norm, text, eps in SETTINGS:
+    for norm, text, eps in settings:
         yield norm, text, eps, "standard"
     for member in MEMBERS:
-        for norm, text, eps in SETTINGS:
+        for norm, text, eps in settings:
             yield norm, text, eps, member
 
 
@@ -70,11 +77,9 @@ def main():
     x, y = R.load_cifar_bin(args.data, args.n)
     done = done_keys(args.out)
     only = set(args.only.split(",")) if args.only else None
-    settings = set(args.settings.split(",")) if args.settings else None
-    for norm, text, eps, run in runs():
+    settings = [parse_setting(t) for t in args.settings.split(",")] if args.settings else SETTINGS
+    for norm, text, eps, run in runs(settings):
         if (norm, text, run) in done or (only and run not in only):
-            continue
-        if settings and f"{norm}:{text}" not in settings:
             continue
         if run == "standard":
             adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=args.seed,

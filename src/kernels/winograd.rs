@@ -150,22 +150,43 @@ thread_local! {
 /// V = Bᵀ d B of every tile of every image into `inputs` ([ξ][width][c_in]), images in parallel.
 fn transform_inputs(images: &[f32], g: &ConvGeometry, inputs: &mut [f32], width: usize) {
     let image_in = g.c_in * g.h * g.w;
-    let count = images.len() / image_in;
-    let share_len = width / count * g.c_in;
-    // Each image's share of the 36 spectra: one slice per ξ.
+    per_image(
+        images,
+        image_in,
+        inputs,
+        width,
+        g.c_in,
+        |image, padded, share| {
+            pad_channel_last(image, g, padded);
+            transform_input(padded, g, share);
+        },
+    );
+}
+
+/// Runs `transform` on each image of `images` with its share of `spectra` ([ξ][width][channels]:
+/// one slice per ξ) and a scratch buffer, images in parallel.
+fn per_image(
+    images: &[f32],
+    image_len: usize,
+    spectra: &mut [f32],
+    width: usize,
+    channels: usize,
+    transform: impl Fn(&[f32], &mut Vec<f32>, &mut [&mut [f32]]) + Sync,
+) {
+    let count = images.len() / image_len;
+    let share_len = width / count * channels;
     let mut shares: Vec<Vec<&mut [f32]>> =
         (0..count).map(|_| Vec::with_capacity(SPECTRUM)).collect();
-    for block in inputs.chunks_exact_mut(width * g.c_in) {
+    for block in spectra.chunks_exact_mut(width * channels) {
         for (share, part) in shares.iter_mut().zip(block.chunks_exact_mut(share_len)) {
             share.push(part);
         }
     }
     shares
         .into_par_iter()
-        .zip(images.par_chunks(image_in))
+        .zip(images.par_chunks(image_len))
         .for_each_init(Vec::new, |padded, (mut share, image)| {
-            pad_channel_last(image, g, padded);
-            transform_input(padded, g, &mut share);
+            transform(image, padded, &mut share)
         });
 }
 
@@ -556,22 +577,17 @@ fn spectrum_sums(images: &[f32], grads: &[f32], g: &ConvGeometry, tiles: usize) 
 /// ([ξ][width][c_out]), images in parallel.
 fn transform_grads(grads: &[f32], g: &ConvGeometry, lifted: &mut [f32], width: usize) {
     let image_out = g.c_out * g.h * g.w;
-    let count = grads.len() / image_out;
-    let share_len = width / count * g.c_out;
-    let mut shares: Vec<Vec<&mut [f32]>> =
-        (0..count).map(|_| Vec::with_capacity(SPECTRUM)).collect();
-    for block in lifted.chunks_exact_mut(width * g.c_out) {
-        for (share, part) in shares.iter_mut().zip(block.chunks_exact_mut(share_len)) {
-            share.push(part);
-        }
-    }
-    shares
-        .into_par_iter()
-        .zip(grads.par_chunks(image_out))
-        .for_each_init(Vec::new, |padded, (mut share, image)| {
+    per_image(
+        grads,
+        image_out,
+        lifted,
+        width,
+        g.c_out,
+        |image, padded, share| {
             pad_grad_channel_last(image, g, padded);
-            transform_grad(padded, g, &mut share);
-        });
+            transform_grad(padded, g, share);
+        },
+    );
 }
 
 /// One NCHW output-gradient image → [4·rows][4·cols][c_out], zeros past the image up to the
