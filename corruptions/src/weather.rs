@@ -137,7 +137,7 @@ pub fn plasma_fractal(size: usize, decay: f64, draws: &mut dyn Draws) -> Vec<f64
     let mut step = size;
     let mut wibble = 100.0;
     while step >= 2 {
-        let grid = Grid { size, step };
+        let grid = Grid::new(size, step);
         // fill squares: the mean of each cell's four corners
         let noise = draws.uniform_range(-wibble, wibble, grid.cells());
         grid.fill_squares(&mut map, &noise, wibble);
@@ -159,28 +159,59 @@ pub fn plasma_fractal(size: usize, decay: f64, draws: &mut dyn Draws) -> Vec<f64
 struct Grid {
     size: usize,
     step: usize,
+    /// Cells per side.
+    k: usize,
 }
 
 impl Grid {
-    fn cells(&self) -> usize {
-        (self.size / self.step).pow(2)
+    fn new(size: usize, step: usize) -> Self {
+        Self {
+            size,
+            step,
+            k: size / step,
+        }
     }
 
-    /// Map value at cell (i, j) of the grid offset by (oy, ox), cell indices taken modulo k.
+    fn cells(&self) -> usize {
+        self.k * self.k
+    }
+
+    /// The cell after `i`, wrapping around (a roll by −1).
+    #[inline(always)]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.k {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The cell before `i`, wrapping around (a roll by +1).
+    #[inline(always)]
+    fn prev(&self, i: usize) -> usize {
+        if i == 0 {
+            self.k - 1
+        } else {
+            i - 1
+        }
+    }
+
+    /// Map value at cell (i, j) of the grid offset by (oy, ox).
     #[inline(always)]
     fn at(&self, map: &[f64], oy: usize, ox: usize, i: usize, j: usize) -> f64 {
-        let k = self.size / self.step;
-        map[(oy + (i % k) * self.step) * self.size + ox + (j % k) * self.step]
+        map[(oy + i * self.step) * self.size + ox + j * self.step]
     }
 
     fn fill_squares(&self, map: &mut [f64], noise: &[f64], wibble: f64) {
-        let (k, half) = (self.size / self.step, self.step / 2);
+        let (k, half) = (self.k, self.step / 2);
         let mut centres = vec![0.0; k * k];
         for i in 0..k {
+            let i1 = self.next(i);
             for j in 0..k {
-                let c = |di: usize, dj: usize| self.at(map, 0, 0, i + di, j + dj);
+                let j1 = self.next(j);
+                let c = |i, j| self.at(map, 0, 0, i, j);
                 // (corners + roll(corners, -1, 0)), then + its roll(-1, 1)
-                let square = (c(0, 0) + c(1, 0)) + (c(0, 1) + c(1, 1));
+                let square = (c(i, j) + c(i1, j)) + (c(i, j1) + c(i1, j1));
                 centres[i * k + j] = square / 4.0 + wibble * noise[i * k + j];
             }
         }
@@ -188,17 +219,18 @@ impl Grid {
     }
 
     fn fill_diamonds(&self, map: &mut [f64], top: &[f64], left: &[f64], wibble: f64) {
-        let (k, half) = (self.size / self.step, self.step / 2);
+        let (k, half) = (self.k, self.step / 2);
         let mut tops = vec![0.0; k * k];
         let mut lefts = vec![0.0; k * k];
         for i in 0..k {
+            let (i_next, i_prev) = (self.next(i), self.prev(i));
             for j in 0..k {
-                let dr = |di: usize, dj: usize| self.at(map, half, half, i + di, j + dj);
-                let ul = |di: usize, dj: usize| self.at(map, 0, 0, i + di, j + dj);
-                // roll by +1 reads index − 1, i.e. + k − 1 modulo k
-                let lt = (dr(0, 0) + dr(k - 1, 0)) + (ul(0, 0) + ul(0, 1));
+                let (j_next, j_prev) = (self.next(j), self.prev(j));
+                let dr = |i, j| self.at(map, half, half, i, j);
+                let ul = |i, j| self.at(map, 0, 0, i, j);
+                let lt = (dr(i, j) + dr(i_prev, j)) + (ul(i, j) + ul(i, j_next));
                 tops[i * k + j] = lt / 4.0 + wibble * top[i * k + j];
-                let tt = (dr(0, 0) + dr(0, k - 1)) + (ul(0, 0) + ul(1, 0));
+                let tt = (dr(i, j) + dr(i, j_prev)) + (ul(i, j) + ul(i_next, j));
                 lefts[i * k + j] = tt / 4.0 + wibble * left[i * k + j];
             }
         }
@@ -207,8 +239,7 @@ impl Grid {
     }
 
     fn put(&self, map: &mut [f64], oy: usize, ox: usize, values: &[f64]) {
-        let k = self.size / self.step;
-        for (i, row) in values.chunks_exact(k).enumerate() {
+        for (i, row) in values.chunks_exact(self.k).enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 map[(oy + i * self.step) * self.size + ox + j * self.step] = v;
             }
@@ -236,21 +267,20 @@ pub fn fog(
 fn add_fog(bytes: &[u8], w: usize, fractal: &[f64], size: usize, amount: f64) -> Vec<u8> {
     let max = f64::from(bytes.iter().copied().max().unwrap_or(0)) / 255.0;
     let mut out = vec![0u8; bytes.len()];
+    // amount·fractal repeated for the three channels, so the inner loop is one flat pass.
+    let mut fog_row = vec![0.0; 3 * w];
     for (y, (row, source)) in out
         .chunks_exact_mut(3 * w)
         .zip(bytes.chunks_exact(3 * w))
         .enumerate()
     {
         let fractal_row = &fractal[y * size..y * size + w];
-        for ((o, p), &f) in row
-            .chunks_exact_mut(3)
-            .zip(source.chunks_exact(3))
-            .zip(fractal_row)
-        {
-            for c in 0..3 {
-                let v = f64::from(p[c]) / 255.0 + amount * f;
-                o[c] = truncate_u8(unit_to_scaled(v * max / (max + amount)));
-            }
+        for (f3, &f) in fog_row.chunks_exact_mut(3).zip(fractal_row) {
+            f3.fill(amount * f);
+        }
+        for ((o, &p), &f) in row.iter_mut().zip(source).zip(&fog_row) {
+            let v = f64::from(p) / 255.0 + f;
+            *o = truncate_u8(unit_to_scaled(v * max / (max + amount)));
         }
     }
     out
