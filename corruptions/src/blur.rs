@@ -9,7 +9,7 @@ use crate::opencv::{gaussian_blur_cv, motion_blur_im};
 pub fn gaussian(image: &RgbImage, sigma: f64) -> RgbImage {
     let (w, h) = (image.width(), image.height());
     let blurred = gaussian_f64(&image.unit_f64(), [h, w, 3], sigma, 4.0, Border::Nearest);
-    RgbImage::from_scaled_f64(w, h, blurred.into_iter().map(unit_to_scaled))
+    RgbImage::from_unit_f64(w, h, &blurred)
 }
 
 /// The reference's `disk`: an aliased disk of radius r on a grid of −8..8 (r ≤ 8, then a 3×3
@@ -86,7 +86,7 @@ pub fn glass(
     }
     let unit: Vec<f64> = pixels.iter().map(|&v| v as f64 / 255.0).collect();
     let second = gaussian_f64(&unit, [h, w, 3], sigma, 4.0, Border::Nearest);
-    RgbImage::from_scaled_f64(w, h, second.into_iter().map(unit_to_scaled))
+    RgbImage::from_unit_f64(w, h, &second)
 }
 
 /// ImageMagick's motion blur at an angle uniform in [−45°, 45°).
