@@ -1,31 +1,48 @@
 //! Digital corruptions: brightness, contrast, saturation, elastic transform, pixelation, JPEG.
 
-use crate::color::{hsv_to_rgb, rgb_to_hsv};
+use crate::color::{hsv_to_rgb4, rgb_to_hsv4, Rgb4};
 use crate::draws::Draws;
 use crate::filters::{gaussian_f64, pil_box_resize, sample_linear_reflect, Border};
 use crate::image::{unit_to_scaled, RgbImage};
 use crate::opencv::{affine_transform, warp_affine_linear};
 use crate::Error;
 use multiversion::multiversion;
+use wide::f64x4;
 
-fn map_hsv(image: &RgbImage, f: impl Fn([f64; 3]) -> [f64; 3]) -> RgbImage {
-    let x = image.unit_f64();
-    let mut out = Vec::with_capacity(x.len());
-    for p in x.chunks(3) {
-        let rgb = hsv_to_rgb(f(rgb_to_hsv([p[0], p[1], p[2]])));
-        out.extend(rgb.iter().map(|&v| unit_to_scaled(v)));
+/// `hsv2rgb(f(rgb2hsv(x / 255)))`, four pixels at a time (a last partial group padded with
+/// black and its padding dropped).
+fn map_hsv(image: &RgbImage, f: impl Fn(Rgb4) -> Rgb4) -> RgbImage {
+    let unit: [f64; 256] = std::array::from_fn(|v| v as f64 / 255.0);
+    let bytes = image.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    for group in bytes.chunks(12) {
+        let pixels = group.len() / 3;
+        let lanes = |c: usize| {
+            f64x4::from(std::array::from_fn(|i| {
+                group.get(3 * i + c).map_or(0.0, |&v| unit[usize::from(v)])
+            }))
+        };
+        let rgb = hsv_to_rgb4(f(rgb_to_hsv4([lanes(0), lanes(1), lanes(2)])));
+        let rgb = rgb.map(|channel| channel.to_array());
+        for i in 0..pixels {
+            out.extend(rgb.iter().map(|channel| channel[i]));
+        }
     }
-    RgbImage::from_scaled_f64(image.width(), image.height(), out)
+    RgbImage::from_unit_f64(image.width(), image.height(), &out)
 }
 
 /// V += c in HSV (clipped).
 pub fn brightness(image: &RgbImage, c: f64) -> RgbImage {
-    map_hsv(image, |[h, s, v]| [h, s, (v + c).clamp(0.0, 1.0)])
+    let clip = |x: f64x4| x.max(f64x4::splat(0.0)).min(f64x4::splat(1.0));
+    map_hsv(image, |[h, s, v]| [h, s, clip(v + f64x4::splat(c))])
 }
 
 /// S = S·a + b in HSV (clipped).
 pub fn saturate(image: &RgbImage, (a, b): (f64, f64)) -> RgbImage {
-    map_hsv(image, |[h, s, v]| [h, (s * a + b).clamp(0.0, 1.0), v])
+    let clip = |x: f64x4| x.max(f64x4::splat(0.0)).min(f64x4::splat(1.0));
+    map_hsv(image, |[h, s, v]| {
+        [h, clip(s * f64x4::splat(a) + f64x4::splat(b)), v]
+    })
 }
 
 /// (x − μ)·c + μ with μ the per-channel mean over the image.
