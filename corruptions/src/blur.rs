@@ -2,7 +2,7 @@
 
 use crate::draws::Draws;
 use crate::filters::{add_clipped_zoom_rgb, filter2d_planes, gaussian_f64, Border};
-use crate::image::{truncate_u8, unit_to_scaled, RgbImage};
+use crate::image::{truncate_u8, unit_table, unit_to_scaled, RgbImage};
 use crate::opencv::{gaussian_blur_cv, motion_blur_im};
 
 /// skimage `gaussian(x / 255, σ, channel_axis=-1)` (mode 'nearest', truncate 4).
@@ -38,7 +38,7 @@ pub fn defocus(image: &RgbImage, (radius, alias): (f64, f64)) -> RgbImage {
     let bytes = image.as_bytes();
     // The planes of `unit_f64` (the quotients v / 255 from a table), and back as
     // `from_scaled_f64` does, without the interleaved float copies.
-    let unit: [f64; 256] = std::array::from_fn(|v| v as f64 / 255.0);
+    let unit = unit_table();
     let mut planes = vec![vec![0.0; w * h]; 3];
     for (i, pixel) in bytes.chunks_exact(3).enumerate() {
         for (plane, &v) in planes.iter_mut().zip(pixel) {

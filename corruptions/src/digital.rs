@@ -3,7 +3,7 @@
 use crate::color::{hsv_to_rgb4, rgb_to_hsv4, Rgb4};
 use crate::draws::Draws;
 use crate::filters::{gaussian_f64, pil_box_resize, sample_linear_reflect, Border};
-use crate::image::{unit_to_scaled, RgbImage};
+use crate::image::{unit_table, unit_to_scaled, RgbImage};
 use crate::opencv::{affine_transform, warp_affine_linear};
 use crate::Error;
 use multiversion::multiversion;
@@ -12,7 +12,7 @@ use wide::f64x4;
 /// `hsv2rgb(f(rgb2hsv(x / 255)))`, four pixels at a time (a last partial group padded with
 /// black and its padding dropped).
 fn map_hsv(image: &RgbImage, f: impl Fn(Rgb4) -> Rgb4) -> RgbImage {
-    let unit: [f64; 256] = std::array::from_fn(|v| v as f64 / 255.0);
+    let unit = unit_table();
     let bytes = image.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     for group in bytes.chunks(12) {

@@ -108,8 +108,7 @@ impl RgbImage {
 
     /// The pixels divided by 255, as the reference does with `np.array(x) / 255.` (float64).
     pub(crate) fn unit_f64(&self) -> Vec<f64> {
-        // The 256 quotients once, not a division per value.
-        let unit: [f64; 256] = std::array::from_fn(|v| v as f64 / 255.0);
+        let unit = unit_table();
         self.data.iter().map(|&v| unit[usize::from(v)]).collect()
     }
 
@@ -152,6 +151,11 @@ pub(crate) fn truncate_u8(v: f64) -> u8 {
     } else {
         v.clamp(0.0, 255.0) as u8
     }
+}
+
+/// The 256 quotients `v / 255` (float64), so that hot loops look them up instead of dividing.
+pub(crate) fn unit_table() -> [f64; 256] {
+    std::array::from_fn(|v| v as f64 / 255.0)
 }
 
 /// `np.clip(v, 0, 1) * 255` for a unit-scale value.
