@@ -143,7 +143,8 @@ impl Draws for DrawStream {
     /// values are those of the scalar formula up to rounding, from the same uniforms.
     fn normal(&mut self, loc: f64, scale: f64, n: usize) -> Vec<f64> {
         let mut values = self.uniforms(2 * n.div_ceil(2));
-        box_muller_in_place(&mut values, loc, scale);
+        let done = crate::normal_avx2::box_muller_pairs(&mut values, loc, scale);
+        box_muller_in_place(&mut values[done..], loc, scale);
         values.truncate(n);
         values
     }
@@ -167,7 +168,7 @@ fn fill_uniforms(seed: u64, counter: u64, out: &mut [f64]) {
 
 /// Replaces each pair of uniforms (u₁, u₂) by `loc + scale·(r cos θ, r sin θ)`.
 #[multiversion(targets = "simd")]
-fn box_muller_in_place(values: &mut [f64], loc: f64, scale: f64) {
+pub(crate) fn box_muller_in_place(values: &mut [f64], loc: f64, scale: f64) {
     const LANES: usize = 4;
     let (loc, scale) = (f64x4::splat(loc), f64x4::splat(scale));
     for chunk in values.chunks_mut(2 * LANES) {

@@ -25,6 +25,7 @@ mod image;
 mod jpeg;
 pub mod metrics;
 mod noise;
+mod normal_avx2;
 mod opencv;
 pub mod params;
 mod spatter;
